@@ -1,0 +1,46 @@
+# zk0 — one entry point for people and CI. `make test` and `make demo` set up what they need.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON312 ?= $(shell scripts/find-python.sh)
+VENV      := .venv
+PY        := $(VENV)/bin/python
+UV        := $(VENV)/bin/uv
+export FLWR_TELEMETRY_ENABLED := 0
+export WANDB_MODE ?= offline
+export HF_HUB_OFFLINE := 1
+
+.PHONY: help setup test test-unit test-integration bench lint lock demo clean
+
+help:  ## list targets
+	@grep -hE '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
+
+$(VENV)/.installed: requirements/lock.txt pyproject.toml
+	test -x $(PY) || $(PYTHON312) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check uv==0.13.8
+	$(UV) pip sync -q -p $(PY) requirements/lock.txt
+	$(UV) pip install -q -p $(PY) --no-deps -e .
+	touch $@
+
+setup: $(VENV)/.installed  ## create .venv with the locked dependencies and zk0
+
+lock:  ## re-resolve requirements/lock.txt from pyproject.toml
+	$(UV) pip compile -q pyproject.toml --extra dev --python-version 3.12 \
+	    --python-platform x86_64-manylinux_2_28 -o requirements/lock.txt
+
+test: test-unit test-integration  ## every test tier (what CI runs)
+
+test-unit: setup  ## pure logic, seconds
+	$(PY) -m pytest tests/unit
+
+test-integration: setup  ## real Flower simulation with the tiny SmolVLA
+	$(PY) -m pytest tests/integration
+
+bench: setup  ## print benchmark figures
+	$(PY) -m bench
+
+lint: setup  ## ruff over the package and tests
+	$(VENV)/bin/ruff check zk0 tests bench
+
+clean:  ## remove build outputs (keeps .venv)
+	rm -rf outputs .pytest_cache
