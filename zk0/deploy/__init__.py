@@ -1,0 +1,1 @@
+"""Production deployment on Flower's runtime: PKI, launch flags, connections, enrollment."""

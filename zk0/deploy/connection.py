@@ -1,0 +1,70 @@
+"""The admin's `flwr` connection to the SuperLink, in ``$FLWR_HOME/config.toml`` (Flower 1.42).
+
+Schema (flwr.cli.flower_config / flwr.cli.constant.SuperLinkConnectionTomlKey)::
+
+    [superlink]
+    default = "zk0"
+
+    [superlink.zk0]
+    address = "link.example.org:8000"
+    root-certificates = "/abs/path/ca.pem"
+
+Other connections and keys in the file are kept; the file is replaced atomically.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import tomllib
+from pathlib import Path
+
+import tomli_w
+
+CONFIG_FILE = "config.toml"
+
+
+def flwr_home() -> Path:
+    """``$FLWR_HOME`` if set, else Flower's default ``~/.flwr``."""
+    env = os.environ.get("FLWR_HOME")
+    return Path(env) if env else Path.home() / ".flwr"
+
+
+def write_connection(
+    name: str,
+    address: str,
+    root_certificates: Path,
+    home: Path | None = None,
+    make_default: bool = True,
+) -> Path:
+    """Add or replace ``[superlink.<name>]``; returns the config file's path."""
+    if not name or not name.replace("-", "").replace("_", "").isalnum():
+        raise ValueError(f"Connection name {name!r}: use letters, digits, '-' or '_'.")
+    if ":" not in address:
+        raise ValueError(f"SuperLink address {address!r} must be HOST:PORT, e.g. link.example:8000.")
+    ca = Path(root_certificates).expanduser().resolve()
+    if not ca.is_file():
+        raise FileNotFoundError(f"CA certificate {ca} does not exist: copy the federation's ca.pem there.")
+    home = Path(home) if home else flwr_home()
+    path = home / CONFIG_FILE
+    data: dict = {}
+    if path.exists():
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as err:
+            raise ValueError(f"{path} is not valid TOML ({err}); fix or move it away.") from err
+    superlink = data.setdefault("superlink", {})
+    superlink[name] = {"address": address, "root-certificates": str(ca)}
+    if make_default or "default" not in superlink:
+        superlink["default"] = name
+    home.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=home, prefix=".config.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            tomli_w.dump(data, fh)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

@@ -1,0 +1,170 @@
+"""A whole federation on 127.0.0.1 from the production flags: for tests and the benchmark.
+
+One TLS SuperLink with SuperNode auth and a SQLite database, SuperNodes with their own keys,
+an admin connection in a private ``FLWR_HOME``; runs submitted and watched with ``flwr``.
+Every process is started in its own process group and stopped by :meth:`Loopback.close`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from zk0.deploy import connection, enrollment, launch, pki
+
+CONNECTION = "zk0-loopback"
+
+
+@dataclass
+class Credentials:
+    """CA, SuperLink certificate and node key pairs in one directory tree."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        self.root = Path(self.root)
+        pki.create_ca(self.root / "ca")
+        self.server = pki.create_superlink_cert(self.root / "superlink", ["localhost"], self.root / "ca")
+
+    def node(self, name: str) -> pki.NodeKeyFiles:
+        return pki.create_node_key(self.root / "nodes" / name)
+
+
+def flwr_json(args: list[str], env: dict[str, str], timeout: float = 120) -> dict:
+    """Run ``flwr ARGS --format json`` and return its JSON object."""
+    proc = subprocess.run(
+        [launch.flower_bin("flwr"), *args, "--format", "json"],
+        capture_output=True, text=True, env=env, timeout=timeout, check=False,
+    )
+    out = proc.stdout
+    try:
+        return json.loads(out[out.index("{"):])
+    except ValueError as err:
+        raise RuntimeError(
+            f"`flwr {' '.join(args)}` exited {proc.returncode} without JSON:\n{out}\n{proc.stderr}"
+        ) from err
+
+
+@dataclass
+class Loopback:
+    """A SuperLink and SuperNodes on 127.0.0.1; call :meth:`close` (or use ``with``)."""
+
+    base: Path
+    creds: Credentials
+    port: int = field(default_factory=launch.free_port)
+    processes: dict[str, launch.Process] = field(default_factory=dict)
+    restarts: int = 0
+
+    def __post_init__(self) -> None:
+        self.base = Path(self.base)
+        self.admin_home = self.base / "admin-flwr-home"
+        self.logs = self.base / "logs"
+        self.database = self.base / "superlink" / "state.db"
+        self.database.parent.mkdir(parents=True, exist_ok=True)
+
+    # ------------------------------------------------------------ lifecycle
+    def __enter__(self) -> Loopback:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for proc in list(self.processes.values()):
+            proc.stop(grace=3)
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def admin_env(self) -> dict[str, str]:
+        return launch.flower_env(self.admin_home)
+
+    def superlink_spec(self) -> launch.SuperLinkSpec:
+        s = self.creds.server
+        return launch.SuperLinkSpec(
+            ssl_ca_certfile=s.ca_cert, ssl_certfile=s.cert, ssl_keyfile=s.key,
+            database=self.database, host="127.0.0.1", port=self.port,
+        )
+
+    def start_superlink(self, timeout: float = 60) -> launch.Process:
+        name = "superlink" if not self.restarts else f"superlink-{self.restarts}"
+        self.restarts += 1
+        proc = launch.start(name, self.superlink_spec().argv(), self.logs,
+                            launch.flower_env(self.base / "superlink" / "flwr-home"))
+        self.processes["superlink"] = proc
+        launch.wait_for_port("127.0.0.1", self.port, timeout, proc)
+        connection.write_connection(CONNECTION, self.address, self.creds.server.ca_cert,
+                                    home=self.admin_home)
+        return proc
+
+    def register(self, key: pki.NodeKeyFiles) -> enrollment.Outcome:
+        old = os.environ.get("FLWR_HOME")
+        os.environ["FLWR_HOME"] = str(self.admin_home)
+        try:
+            return enrollment.register(key.public_key, CONNECTION)
+        finally:
+            if old is None:
+                os.environ.pop("FLWR_HOME", None)
+            else:
+                os.environ["FLWR_HOME"] = old
+
+    def node_spec(self, key: pki.NodeKeyFiles | None, node_config: dict, **kw: object) -> launch.SuperNodeSpec:
+        return launch.SuperNodeSpec(
+            superlink=self.address,
+            root_certificates=kw.pop("root_certificates", self.creds.server.ca_cert),  # type: ignore[arg-type]
+            auth_private_key=key.private_key if key else None,
+            node_config=node_config, port=launch.free_port(), **kw,  # type: ignore[arg-type]
+        )
+
+    def start_node(self, name: str, spec: launch.SuperNodeSpec, extra_env: dict[str, str] | None = None) -> launch.Process:
+        old = self.processes.get(name)
+        if old is not None:
+            old.stop(grace=3)
+        proc = launch.start(name, spec.argv(), self.logs,
+                            launch.flower_env(self.base / name / "flwr-home", extra_env))
+        self.processes[name] = proc
+        return proc
+
+    # ------------------------------------------------------------ runs
+    def submit(self, app: Path, run_config: dict | None = None) -> int:
+        args = ["run", str(app), CONNECTION]
+        if run_config:
+            args += ["--run-config", launch.format_node_config(run_config)]
+        result = flwr_json(args, self.admin_env)
+        if not result.get("success"):
+            raise RuntimeError(f"flwr run failed: {result}")
+        return int(result["run-id"])
+
+    def run_info(self, run_id: int) -> dict:
+        result = flwr_json(["ls", CONNECTION, "--run-id", str(run_id)], self.admin_env)
+        if not result.get("success"):
+            raise RuntimeError(f"flwr ls failed: {result}")
+        return result["runs"][0]
+
+    def wait_finished(self, run_id: int, timeout: float) -> dict:
+        deadline = time.monotonic() + timeout
+        info: dict = {}
+        while time.monotonic() < deadline:
+            info = self.run_info(run_id)
+            if str(info.get("status", "")).startswith("finished"):
+                return info
+            time.sleep(2)
+        raise TimeoutError(f"run {run_id} not finished after {timeout:.0f} s; last: {info}\n{self.tails()}")
+
+    def tails(self, chars: int = 1500) -> str:
+        """The end of every process log, for failure messages."""
+        return "\n".join(
+            f"--- {name} ({'alive' if p.alive() else f'exit {p.popen.returncode}'})\n{p.output()[-chars:]}"
+            for name, p in self.processes.items()
+        )
+
+
+def python_exe() -> str:
+    return sys.executable

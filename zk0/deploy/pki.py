@@ -1,0 +1,283 @@
+"""The federation's PKI: a CA, the SuperLink's TLS certificate, per-node auth key pairs.
+
+Files written here are the contract for Flower 1.42:
+
+- ``ca.pem`` / ``ca.key``: self-signed CA (ECDSA P-384). ``ca.pem`` is what SuperNodes get as
+  ``--root-certificates`` and the admin's flwr connection as ``root-certificates``.
+- ``superlink.pem`` / ``superlink.key``: the SuperLink's TLS server certificate signed by the
+  CA (``--ssl-certfile`` / ``--ssl-keyfile``). Its SANs always include ``127.0.0.1`` and
+  ``localhost`` because the SuperLink's own SuperExec connects to 127.0.0.1.
+- ``supernode.key`` / ``supernode.pub``: a node's ECDSA P-384 auth key pair in OpenSSH
+  format, the format ``flower-supernode --auth-supernode-private-key`` loads
+  (``load_ssh_private_key``) and ``flwr supernode register`` loads (``load_ssh_public_key``);
+  identical to what ``ssh-keygen -t ecdsa -b 384 -N ""`` writes.
+
+Private keys are created with mode 0600 from the first byte (never world-readable), written
+to a temporary file in the target directory and renamed into place. An existing valid key is
+kept (idempotent); an existing unreadable or wrong-type key is an error, never overwritten.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+CA_CERT = "ca.pem"
+CA_KEY = "ca.key"
+SUPERLINK_CERT = "superlink.pem"
+SUPERLINK_KEY = "superlink.key"
+NODE_KEY = "supernode.key"
+NODE_PUB = "supernode.pub"
+
+ALWAYS_SANS = ("127.0.0.1", "localhost")
+CA_DAYS = 3650
+LEAF_DAYS = 825
+
+
+class PKIError(RuntimeError):
+    """A PKI file is missing, invalid or would be overwritten."""
+
+
+@dataclass(frozen=True)
+class CAFiles:
+    cert: Path
+    key: Path
+
+
+@dataclass(frozen=True)
+class ServerCertFiles:
+    cert: Path
+    key: Path
+    ca_cert: Path
+
+
+@dataclass(frozen=True)
+class NodeKeyFiles:
+    private_key: Path
+    public_key: Path
+
+
+# ---------------------------------------------------------------- atomic file writing
+
+
+def _write_atomic(path: Path, data: bytes, mode: int) -> None:
+    """Write ``data`` to ``path`` with ``mode`` set before any byte is written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, mode)  # mkstemp already creates 0600; make the final mode explicit
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _write_private_key(path: Path, key: ec.EllipticCurvePrivateKey, fmt: str) -> None:
+    if fmt == "openssh":
+        data = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.OpenSSH,
+            serialization.NoEncryption(),
+        )
+    else:
+        data = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    _write_atomic(path, data, 0o600)
+
+
+def _load_ec_private_key(path: Path, fmt: str) -> ec.EllipticCurvePrivateKey:
+    raw = path.read_bytes()
+    try:
+        if fmt == "openssh":
+            key = serialization.load_ssh_private_key(raw, password=None)
+        else:
+            key = serialization.load_pem_private_key(raw, password=None)
+    except (ValueError, TypeError) as err:
+        raise PKIError(
+            f"{path} exists but is not a readable unencrypted private key ({err}). "
+            "It was not overwritten: move it away and run the command again to make a new one."
+        ) from err
+    if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp384r1":
+        raise PKIError(
+            f"{path} exists but is not an ECDSA P-384 key. It was not overwritten: "
+            "move it away and run the command again to make a new one."
+        )
+    _tighten_mode(path)
+    return key
+
+
+def _tighten_mode(path: Path) -> None:
+    """Existing private keys must not be readable by others: fix loose modes in place."""
+    if path.stat().st_mode & 0o077:
+        path.chmod(0o600)
+
+
+def _load_or_create_key(path: Path, fmt: str) -> tuple[ec.EllipticCurvePrivateKey, bool]:
+    """Return (key, created)."""
+    if path.exists():
+        return _load_ec_private_key(path, fmt), False
+    key = ec.generate_private_key(ec.SECP384R1())
+    _write_private_key(path, key, fmt)
+    return key, True
+
+
+# ---------------------------------------------------------------- CA
+
+
+def create_ca(directory: Path, common_name: str = "zk0 federation CA") -> CAFiles:
+    """Create (or keep) the federation CA in ``directory``."""
+    directory = Path(directory)
+    files = CAFiles(cert=directory / CA_CERT, key=directory / CA_KEY)
+    if files.cert.exists() and not files.key.exists():
+        raise PKIError(
+            f"{files.cert} exists without its key {files.key}. Restore the key, or move the "
+            "certificate away to make a new CA (every node then needs the new ca.pem)."
+        )
+    key, created = _load_or_create_key(files.key, "pem")
+    if files.cert.exists() and not created:
+        cert = load_cert(files.cert)
+        if cert.public_key().public_numbers() != key.public_key().public_numbers():
+            raise PKIError(
+                f"{files.cert} does not belong to {files.key}. Move both away to make a new CA."
+            )
+        return files
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=CA_DAYS))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True, content_commitment=False, key_encipherment=False,
+                data_encipherment=False, key_agreement=False, key_cert_sign=True,
+                crl_sign=True, encipher_only=False, decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA384())
+    )
+    _write_atomic(files.cert, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+    return files
+
+
+def load_cert(path: Path) -> x509.Certificate:
+    try:
+        return x509.load_pem_x509_certificate(Path(path).read_bytes())
+    except (ValueError, FileNotFoundError) as err:
+        raise PKIError(f"{path} is not a readable PEM certificate ({err}).") from err
+
+
+# ---------------------------------------------------------------- SuperLink certificate
+
+
+def _san_entries(sans: list[str]) -> list[x509.GeneralName]:
+    entries: list[x509.GeneralName] = []
+    seen: set[str] = set()
+    for raw in [*sans, *ALWAYS_SANS]:
+        value = raw.strip()
+        if not value or value in seen:
+            continue
+        seen.add(value)
+        try:
+            entries.append(x509.IPAddress(ipaddress.ip_address(value)))
+        except ValueError:
+            entries.append(x509.DNSName(value))
+    return entries
+
+
+def cert_sans(cert: x509.Certificate) -> set[str]:
+    ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    return {str(v) for v in ext.get_values_for_type(x509.IPAddress)} | set(
+        ext.get_values_for_type(x509.DNSName)
+    )
+
+
+def create_superlink_cert(
+    directory: Path, sans: list[str], ca_dir: Path | None = None
+) -> ServerCertFiles:
+    """Create the SuperLink TLS certificate signed by the CA in ``ca_dir`` (default: same dir).
+
+    Kept as is when it exists, is signed by this CA and already covers every requested SAN;
+    re-issued (same key) when SANs are missing, so adding a DNS name is one command.
+    """
+    directory = Path(directory)
+    ca_dir = Path(ca_dir) if ca_dir else directory
+    ca_cert_path, ca_key_path = ca_dir / CA_CERT, ca_dir / CA_KEY
+    if not ca_cert_path.exists() or not ca_key_path.exists():
+        raise PKIError(f"No CA in {ca_dir}: run `zk0 pki ca --dir {ca_dir}` first.")
+    ca_cert = load_cert(ca_cert_path)
+    ca_key = _load_ec_private_key(ca_key_path, "pem")
+    files = ServerCertFiles(
+        cert=directory / SUPERLINK_CERT, key=directory / SUPERLINK_KEY, ca_cert=ca_cert_path
+    )
+    key, created = _load_or_create_key(files.key, "pem")
+    wanted = _san_entries(sans)
+    if files.cert.exists() and not created:
+        cert = load_cert(files.cert)
+        same_key = cert.public_key().public_numbers() == key.public_key().public_numbers()
+        if same_key and cert.issuer == ca_cert.subject and {str(getattr(e, "value", e)) for e in wanted} <= cert_sans(cert):
+            return files
+    now = dt.datetime.now(dt.UTC)
+    cn = next((s for s in sans if s.strip()), "localhost")
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=LEAF_DAYS))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.SubjectAlternativeName(wanted), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA384())
+    )
+    _write_atomic(files.cert, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+    return files
+
+
+# ---------------------------------------------------------------- node auth keys
+
+
+def public_key_openssh(key: ec.EllipticCurvePrivateKey, comment: str = "") -> bytes:
+    line = key.public_key().public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+    )
+    return line + (b" " + comment.encode() if comment else b"") + b"\n"
+
+
+def create_node_key(directory: Path, comment: str = "zk0-supernode") -> NodeKeyFiles:
+    """Create (or keep) a SuperNode auth key pair; the public key is (re)derived from it."""
+    directory = Path(directory)
+    files = NodeKeyFiles(private_key=directory / NODE_KEY, public_key=directory / NODE_PUB)
+    key, _ = _load_or_create_key(files.private_key, "openssh")
+    pub = public_key_openssh(key, comment)
+    if not files.public_key.exists() or files.public_key.read_bytes().split()[:2] != pub.split()[:2]:
+        _write_atomic(files.public_key, pub, 0o644)
+    return files
