@@ -1,0 +1,73 @@
+"""zk0 ClientApp: train and evaluate SmolVLA on this node's private dataset.
+
+Train: load the global trainable weights, run local steps with the FedProx term, reply
+with the new trainable weights and figures. Evaluate: seeded held-out loss. Replies carry
+an anonymous dataset label; errors are logged here in full and sent without details, so
+no path, repo id or hostname ever leaves the node.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.clientapp import ClientApp
+
+from zk0.config import FederationSettings
+from zk0.faults import inject_fault
+from zk0.model.weights import from_array_record, to_array_record
+from zk0.node import NodeTrainer, node_dataset_uri, node_label
+
+log = logging.getLogger("zk0.client")
+app = ClientApp()
+
+
+class NodeError(RuntimeError):
+    """Sent to the server in place of a local error whose text may name private things."""
+
+
+def _open(context: Context) -> tuple[NodeTrainer, str]:
+    settings = FederationSettings.from_run_config(context.run_config)
+    dataset_uri = node_dataset_uri(context.node_config)
+    return NodeTrainer(settings, dataset_uri), node_label(dataset_uri)
+
+
+def _reply(msg: Message, label: str, metrics: dict[str, float], arrays=None) -> Message:
+    content = RecordDict({"metrics": MetricRecord(metrics), "node": ConfigRecord({"dataset-label": label})})
+    if arrays is not None:
+        content["arrays"] = to_array_record(arrays)
+    return Message(content=content, reply_to=msg)
+
+
+def _guarded(work):
+    """Run `work`; on failure log the full story locally and raise a detail-free error."""
+
+    def wrapper(msg: Message, context: Context) -> Message:
+        try:
+            return work(msg, context)
+        except Exception:
+            log.exception("zk0 %s failed on this node", msg.metadata.message_type)
+            raise NodeError(f"{msg.metadata.message_type} failed on the node; its operator can read why in the SuperNode log") from None
+
+    return wrapper
+
+
+@app.train()
+@_guarded
+def train(msg: Message, context: Context) -> Message:
+    trainer, label = _open(context)
+    server_round = int(msg.content["config"]["server-round"])
+    proximal_mu = float(msg.content["config"].get("proximal-mu", 0.0))
+    result = trainer.train(from_array_record(msg.content["arrays"]), server_round, proximal_mu)
+    arrays = inject_fault(result.arrays, context.node_config.get("fault-injection", ""))
+    log.info("round %d: %s trained, loss %.4f -> %.4f", server_round, label,
+             result.metrics["train-loss-first"], result.metrics["train-loss-last"])  # fmt: skip
+    return _reply(msg, label, result.metrics, arrays)
+
+
+@app.evaluate()
+@_guarded
+def evaluate(msg: Message, context: Context) -> Message:
+    trainer, label = _open(context)
+    result = trainer.evaluate(from_array_record(msg.content["arrays"]))
+    return _reply(msg, label, result.metrics)

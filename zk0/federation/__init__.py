@@ -1,0 +1,1 @@
+"""Server-side federation: update validation, streaming aggregation, checkpoints, metrics."""

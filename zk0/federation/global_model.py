@@ -1,0 +1,80 @@
+"""The server's copy of the policy: initial weights, server-side evaluation, checkpoints."""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from zk0.config import ConfigError, FederationSettings
+from zk0.data.loading import open_dataset, open_metadata
+from zk0.data.synthetic import materialize_uri
+from zk0.federation.checkpoints import save_checkpoint
+from zk0.model.factory import build_policy, build_processors
+from zk0.model.weights import get_trainable_arrays, set_trainable_arrays
+from zk0.training.local import evaluate_loss
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EvalSet:
+    name: str  # as configured by the admin; server-side only
+    preprocessor: object
+    dataset: object
+
+
+class GlobalModel:
+    """Builds the policy from the first server eval dataset's features; evaluates on all."""
+
+    def __init__(self, settings: FederationSettings) -> None:
+        from lerobot.datasets.compute_stats import aggregate_stats
+        from lerobot.datasets.factory import resolve_delta_timestamps
+
+        if not settings.server_eval_datasets:
+            raise ConfigError(
+                "run config 'server-eval-datasets' is empty: list at least one dataset URI "
+                "(comma-separated); the server builds the policy from its features and evaluates on it"
+            )
+        self.settings = settings
+        model_cfg = settings.model_config()
+        self.device = model_cfg.resolved_device()
+        cache = model_cfg.cache_dir
+        uris = [materialize_uri(u, cache) for u in settings.server_eval_datasets]
+        metas = [open_metadata(u) for u in uris]
+        self.policy = build_policy(model_cfg, metas[0])
+        delta = resolve_delta_timestamps(self.policy.config, metas[0])
+        self.eval_sets = []
+        for name, uri, meta in zip(settings.server_eval_datasets, uris, metas, strict=True):
+            pre, _ = build_processors(self.policy.config, meta.stats, self.device)
+            dataset = open_dataset(uri, list(range(meta.total_episodes)), delta)
+            self.eval_sets.append(EvalSet(name=name, preprocessor=pre, dataset=dataset))
+        # Checkpoints carry processors normalising with the eval datasets' pooled statistics.
+        stats = aggregate_stats([m.stats for m in metas]) if len(metas) > 1 else metas[0].stats
+        self.preprocessor, self.postprocessor = build_processors(self.policy.config, stats, self.device)
+
+    def initial_arrays(self) -> OrderedDict[str, np.ndarray]:
+        return get_trainable_arrays(self.policy)
+
+    def evaluate(self, arrays: dict[str, np.ndarray]) -> dict[str, float]:
+        set_trainable_arrays(self.policy, arrays)
+        losses = {}
+        for eval_set in self.eval_sets:
+            loss, _ = evaluate_loss(
+                self.policy,
+                eval_set.preprocessor,
+                eval_set.dataset,
+                batch_size=self.settings.batch_size,
+                seed=self.settings.seed,
+                max_batches=self.settings.eval_batches,
+            )
+            losses[eval_set.name] = loss
+        losses["mean"] = float(np.mean(list(losses.values())))
+        return losses
+
+    def save(self, run_dir: Path, server_round: int, arrays: dict[str, np.ndarray], state: dict) -> Path:
+        set_trainable_arrays(self.policy, arrays)
+        return save_checkpoint(run_dir, server_round, self.policy, self.preprocessor, self.postprocessor, state)

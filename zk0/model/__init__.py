@@ -1,0 +1,1 @@
+"""SmolVLA model: backbone directories, policy factory and the trainable-weight exchange."""

@@ -1,0 +1,104 @@
+"""What a node does with its private dataset: build the policy, train, evaluate.
+
+Everything here runs on the node. Only trainable weights and anonymous figures are
+returned to the ClientApp for sending; the dataset location stays in this process.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from zk0.config import ConfigError, FederationSettings
+from zk0.data.loading import open_dataset, open_metadata, split_episodes
+from zk0.data.synthetic import SyntheticDatasetConfig, ensure_synthetic_dataset
+from zk0.model.factory import build_policy, build_processors, default_cache_dir
+from zk0.model.weights import get_trainable_arrays, set_trainable_arrays
+from zk0.privacy import anonymous_dataset_label, load_or_create_secret
+from zk0.training.local import evaluate_loss, train_steps
+
+log = logging.getLogger(__name__)
+
+SIM_DATASET_EPISODES = 8
+
+
+def node_dataset_uri(node_config: dict[str, Any]) -> str:
+    """The node's dataset URI: `dataset-uri` from node config, or in simulation a synthetic
+    dataset generated locally for the virtual node's partition."""
+    uri = node_config.get("dataset-uri")
+    if uri:
+        return str(uri)
+    if "partition-id" in node_config:
+        pid = int(node_config["partition-id"])
+        root = default_cache_dir() / "sim-datasets" / f"partition-{pid}"
+        ensure_synthetic_dataset(root, SyntheticDatasetConfig(episodes=SIM_DATASET_EPISODES, seed=1000 + pid))
+        return f"local:{root}"
+    raise ConfigError(
+        "node config lacks 'dataset-uri': start the SuperNode with "
+        "--node-config \"dataset-uri='local:/abs/path/to/dataset'\" (or hf:owner/name)"
+    )
+
+
+def node_label(dataset_uri: str) -> str:
+    secret_file = Path(os.environ.get("ZK0_LABEL_SECRET", default_cache_dir() / "label-secret"))
+    return anonymous_dataset_label(dataset_uri, load_or_create_secret(secret_file))
+
+
+@dataclass
+class NodeResult:
+    arrays: OrderedDict[str, np.ndarray] | None
+    metrics: dict[str, float]
+
+
+class NodeTrainer:
+    """The node's policy and data for one message: open, check, split, then train or evaluate."""
+
+    def __init__(self, settings: FederationSettings, dataset_uri: str) -> None:
+        from lerobot.datasets.factory import resolve_delta_timestamps
+
+        self.settings = settings
+        self.dataset_uri = dataset_uri
+        self.meta = open_metadata(dataset_uri)  # schema checked here, before any training
+        model_cfg = settings.model_config()
+        self.policy = build_policy(model_cfg, self.meta)
+        self.preprocessor, _ = build_processors(self.policy.config, self.meta.stats, model_cfg.resolved_device())
+        self.split = split_episodes(self.meta.total_episodes, settings.eval_fraction, settings.seed)
+        self._delta_timestamps = resolve_delta_timestamps(self.policy.config, self.meta)
+
+    def _dataset(self, episodes: list[int]):
+        if not episodes:
+            raise ValueError("the node's dataset has too few episodes to split into train and eval")
+        return open_dataset(self.dataset_uri, episodes, self._delta_timestamps)
+
+    def train(self, arrays: dict[str, np.ndarray], server_round: int, proximal_mu: float) -> NodeResult:
+        set_trainable_arrays(self.policy, arrays)
+        cfg = self.settings.train_config(server_round, proximal_mu)
+        result = train_steps(self.policy, self.preprocessor, self._dataset(self.split.train), cfg)
+        losses = result.losses
+        metrics = {
+            "num-examples": float(result.num_examples),
+            "train-loss": float(np.mean(losses)),
+            "train-loss-first": losses[0],
+            "train-loss-last": losses[-1],
+            "samples-per-second": result.samples_per_second,
+            "train-seconds": result.seconds,
+        }
+        return NodeResult(arrays=get_trainable_arrays(self.policy), metrics=metrics)
+
+    def evaluate(self, arrays: dict[str, np.ndarray]) -> NodeResult:
+        set_trainable_arrays(self.policy, arrays)
+        loss, count = evaluate_loss(
+            self.policy,
+            self.preprocessor,
+            self._dataset(self.split.eval),
+            batch_size=self.settings.batch_size,
+            seed=self.settings.seed,
+            max_batches=self.settings.eval_batches,
+        )
+        return NodeResult(arrays=None, metrics={"eval-loss": loss, "num-examples": float(count)})

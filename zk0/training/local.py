@@ -1,0 +1,107 @@
+"""Local SmolVLA steps as lerobot trains them, plus FedProx's proximal term.
+
+The loop mirrors lerobot's `update_policy`: the policy's optimizer preset (AdamW, its
+betas, eps and weight decay), gradient clipping at the preset norm, one optimizer step per
+batch. The learning rate is held constant within a round: a fresh warm-up schedule every
+round would keep it near zero for the few local steps a round has.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass, field
+
+import torch
+from torch.utils.data import DataLoader
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    local_steps: int = 10
+    batch_size: int = 4
+    lr: float | None = None  # None keeps the policy's preset learning rate
+    proximal_mu: float = 0.0
+    seed: int = 0
+    num_workers: int = 0
+
+
+@dataclass
+class TrainResult:
+    losses: list[float] = field(default_factory=list)
+    num_examples: int = 0
+    seconds: float = 0.0
+
+    @property
+    def samples_per_second(self) -> float:
+        return self.num_examples / self.seconds if self.seconds else 0.0
+
+
+def proximal_term(params: list[torch.Tensor], global_params: list[torch.Tensor]) -> torch.Tensor:
+    """Sum of squared distances to the global weights: FedProx adds mu/2 times this."""
+    total = torch.zeros((), device=params[0].device)
+    for local, anchor in zip(params, global_params, strict=True):
+        total = total + (local - anchor).pow(2).sum()
+    return total
+
+
+def make_optimizer(policy, lr: float | None):
+    preset = policy.config.get_optimizer_preset()
+    if lr is not None:
+        preset.lr = lr
+    return preset.build(policy.get_optim_params()), preset.grad_clip_norm
+
+
+def _loader(dataset, batch_size: int, seed: int, shuffle: bool, num_workers: int) -> DataLoader:
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(
+        dataset,
+        batch_size=min(batch_size, len(dataset)),
+        shuffle=shuffle,
+        generator=generator,
+        drop_last=shuffle,
+        num_workers=num_workers,
+    )
+
+
+def train_steps(policy, preprocessor, dataset, cfg: TrainConfig) -> TrainResult:
+    """Run `cfg.local_steps` optimizer steps; FedProx anchors on the weights at entry."""
+    trainable = [p for p in policy.parameters() if p.requires_grad]
+    anchor = [p.detach().clone() for p in trainable] if cfg.proximal_mu > 0 else None
+    optimizer, clip_norm = make_optimizer(policy, cfg.lr)
+    loader = _loader(dataset, cfg.batch_size, cfg.seed, shuffle=True, num_workers=cfg.num_workers)
+    batches = itertools.chain.from_iterable(itertools.repeat(loader))
+
+    torch.manual_seed(cfg.seed)
+    policy.train()
+    result = TrainResult()
+    start = time.perf_counter()
+    for batch in itertools.islice(batches, cfg.local_steps):
+        batch = preprocessor(batch)
+        loss, _ = policy.forward(batch)
+        result.losses.append(loss.item())
+        if anchor is not None:
+            loss = loss + 0.5 * cfg.proximal_mu * proximal_term(trainable, anchor)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(policy.parameters(), clip_norm)
+        optimizer.step()
+        optimizer.zero_grad()
+        result.num_examples += len(batch["action"])
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+@torch.no_grad()
+def evaluate_loss(policy, preprocessor, dataset, batch_size: int, seed: int, max_batches: int | None = None):
+    """Mean flow-matching loss over `dataset`; seeded, so the same weights give the same number."""
+    policy.eval()
+    torch.manual_seed(seed)  # SmolVLA samples noise and time in forward()
+    loader = _loader(dataset, batch_size, seed, shuffle=False, num_workers=0)
+    total, count = 0.0, 0
+    for batch in itertools.islice(loader, max_batches):
+        batch = preprocessor(batch)
+        loss, _ = policy.forward(batch)
+        n = len(batch["action"])
+        total += loss.item() * n
+        count += n
+    return (total / count if count else float("nan")), count
