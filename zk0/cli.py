@@ -1,12 +1,109 @@
-"""The `zk0` command: local tooling for datasets, models and the federation's PKI."""
+"""The `zk0` command: local tooling for datasets, models, simulation and the federation's PKI."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
+from zk0.deploy.cli import node_app, pki_app
+
 app = typer.Typer(help="zk0: federated SmolVLA training tools.", no_args_is_help=True)
+dataset_app = typer.Typer(help="Datasets for nodes and the server.", no_args_is_help=True)
+model_app = typer.Typer(help="Model backbones built locally (no Hub access).", no_args_is_help=True)
+sim_app = typer.Typer(help="The local simulation SuperLink behind `flwr run . local-sim`.", no_args_is_help=True)
 
-from zk0.deploy.cli import node_app, pki_app  # noqa: E402
-
+app.add_typer(dataset_app, name="dataset")
+app.add_typer(model_app, name="model")
+app.add_typer(sim_app, name="sim")
 app.add_typer(pki_app, name="pki")
 app.add_typer(node_app, name="node")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from zk0 import __version__
+
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    """zk0: federated SmolVLA training tools."""
+
+
+@dataset_app.command("synth")
+def dataset_synth(
+    out: Annotated[Path, typer.Option(help="Directory to write the dataset into.")],
+    episodes: Annotated[int, typer.Option(min=2)] = 8,
+    frames: Annotated[int, typer.Option(help="Frames per episode.", min=12)] = 40,
+    seed: int = 0,
+    overwrite: bool = False,
+) -> None:
+    """Write a synthetic SO-100-style LeRobotDataset (v3.0) with a learnable signal."""
+    from zk0.data.synthetic import SyntheticDatasetConfig, write_synthetic_dataset
+
+    cfg = SyntheticDatasetConfig(episodes=episodes, frames_per_episode=frames, seed=seed)
+    try:
+        root = write_synthetic_dataset(out.absolute(), cfg, overwrite=overwrite)
+    except FileExistsError as err:
+        typer.secho(f"error: {err}", fg="red", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"wrote {episodes} episodes to {root}; use it as dataset-uri=local:{root}")
+
+
+@dataset_app.command("check")
+def dataset_check(uri: Annotated[str, typer.Argument(help="local:/abs/path or hf:owner/name[@rev]")]) -> None:
+    """Check a dataset against the SO-100/101 schema, as a node does before training."""
+    from zk0.data.loading import open_metadata
+
+    try:
+        meta = open_metadata(uri)
+    except ValueError as err:
+        typer.secho(f"error: {err}", fg="red", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"ok: {meta.total_episodes} episodes, {meta.total_frames} frames at {meta.fps} fps")
+
+
+@model_app.command("tiny")
+def model_tiny(
+    out: Annotated[Path, typer.Option(help="Directory for the backbone files.")],
+    preset: Annotated[str, typer.Option(help="tiny or smolvlm2-500m")] = "tiny",
+) -> None:
+    """Write a SmolVLM backbone dir (config, tokenizer, processor) for building SmolVLA offline."""
+    from zk0.model.backbone import BACKBONES, write_backbone
+
+    if preset not in BACKBONES:
+        typer.secho(f"error: unknown preset {preset!r}; choose {', '.join(BACKBONES)}", fg="red", err=True)
+        raise typer.Exit(2)
+    typer.echo(str(write_backbone(BACKBONES[preset], out.absolute())))
+
+
+@sim_app.command("start")
+def sim_start(
+    num_supernodes: Annotated[int, typer.Option(min=1)] = 2,
+    cpus_per_node: Annotated[float, typer.Option(help="CPU cores each virtual node reserves.")] = 1.0,
+    connection: str = "local-sim",
+) -> None:
+    """Start the simulation SuperLink (once) and write the `local-sim` connection."""
+    from zk0.simulation import start_sim_superlink, write_sim_connection
+
+    path = write_sim_connection(connection, num_supernodes, cpus_per_node)
+    pid = start_sim_superlink()
+    state = f"started (pid {pid})" if pid else "already running"
+    typer.echo(f"simulation SuperLink {state}; connection '{connection}' in {path}")
+    typer.echo(f"now: flwr run . {connection} --stream")
+
+
+@sim_app.command("stop")
+def sim_stop() -> None:
+    """Stop the simulation SuperLink started by `zk0 sim start`."""
+    from zk0.simulation import stop_sim_superlink
+
+    typer.echo("stopped" if stop_sim_superlink() else "no simulation SuperLink was running")

@@ -15,6 +15,7 @@ from flwr.clientapp import ClientApp
 
 from zk0.config import FederationSettings
 from zk0.faults import inject_fault
+from zk0.logs import setup_logging
 from zk0.model.weights import from_array_record, to_array_record
 from zk0.node import NodeTrainer, node_dataset_uri, node_label
 
@@ -27,6 +28,7 @@ class NodeError(RuntimeError):
 
 
 def _open(context: Context) -> tuple[NodeTrainer, str]:
+    setup_logging()
     settings = FederationSettings.from_run_config(context.run_config)
     dataset_uri = node_dataset_uri(context.node_config)
     return NodeTrainer(settings, dataset_uri), node_label(dataset_uri)
@@ -47,7 +49,8 @@ def _guarded(work):
             return work(msg, context)
         except Exception:
             log.exception("zk0 %s failed on this node", msg.metadata.message_type)
-            raise NodeError(f"{msg.metadata.message_type} failed on the node; its operator can read why in the SuperNode log") from None
+            kind = msg.metadata.message_type
+            raise NodeError(f"{kind} failed on the node; its operator can read why in the SuperNode log") from None
 
     return wrapper
 
@@ -61,7 +64,7 @@ def train(msg: Message, context: Context) -> Message:
     result = trainer.train(from_array_record(msg.content["arrays"]), server_round, proximal_mu)
     arrays = inject_fault(result.arrays, context.node_config.get("fault-injection", ""))
     log.info("round %d: %s trained, loss %.4f -> %.4f", server_round, label,
-             result.metrics["train-loss-first"], result.metrics["train-loss-last"])  # fmt: skip
+             result.metrics["train-loss-start"], result.metrics["train-loss-end"])  # fmt: skip
     return _reply(msg, label, result.metrics, arrays)
 
 

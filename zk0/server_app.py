@@ -20,6 +20,7 @@ from zk0.federation.hub import push_checkpoint
 from zk0.federation.metrics import RoundRecorder
 from zk0.federation.replies import stream_replies
 from zk0.federation.strategy import ValidatedFedProx
+from zk0.logs import setup_logging
 from zk0.model.weights import arrays_nbytes, to_array_record
 
 log = logging.getLogger("zk0.server")
@@ -28,7 +29,7 @@ app = ServerApp()
 
 @app.main()
 def main(grid: Grid, context: Context) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    setup_logging()
     settings = FederationSettings.from_run_config(context.run_config)
     run_dir = settings.run_dir()
     model = GlobalModel(settings)
@@ -49,8 +50,9 @@ def main(grid: Grid, context: Context) -> None:
     recorder = RoundRecorder(run_dir, run_dir.name, settings.wandb_project, settings.as_dict())
     log.info("run %s: rounds %d..%d, %d trainable tensors (%d bytes)", run_dir.name, first_round,
              settings.num_server_rounds, len(arrays), arrays_nbytes(arrays))  # fmt: skip
-    if first_round == 1:
-        recorder.write(0, {"server-eval": model.evaluate(arrays)})
+    if first_round == 1:  # round 0: the starting point, evaluated and kept for comparison
+        checkpoint = model.save(run_dir, 0, arrays, {"run": run_dir.name})
+        recorder.write(0, {"server-eval": model.evaluate(arrays), "checkpoint": str(checkpoint)})
 
     for server_round in range(first_round, settings.num_server_rounds + 1):
         started = time.monotonic()

@@ -1,0 +1,103 @@
+"""A local simulation SuperLink for `flwr run . local-sim`, without run-time installs.
+
+`flwr run` against a `:local:` connection starts a simulation SuperLink on its own, and
+that one installs the app's dependencies into a fresh environment for every run (`uv sync`,
+minutes, and online). zk0's environment already has everything, so `zk0 sim start` runs
+that SuperLink itself with `--disable-runtime-dependency-installation` on the ports `flwr`
+looks for, and writes the `local-sim` connection; `flwr` then finds it and uses it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import tempfile
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+import tomli_w
+
+from zk0.deploy.connection import CONFIG_FILE, flwr_home
+from zk0.deploy.launch import flower_bin, flower_env, start, wait_for_port
+
+LOCAL_ADDRESS = ":local:"  # flwr's marker for "the local simulation SuperLink"
+
+
+@dataclass(frozen=True)
+class SimulationPorts:
+    http: int
+    control: int
+
+    @classmethod
+    def from_env(cls) -> SimulationPorts:
+        # The same variables (and defaults) flwr reads to find the local SuperLink.
+        return cls(
+            http=int(os.environ.get("FLWR_LOCAL_SUPERLINK_HTTP_API_PORT", "39091")),
+            control=int(os.environ.get("FLWR_LOCAL_CONTROL_API_PORT", "39093")),
+        )
+
+
+def write_sim_connection(name: str, num_supernodes: int, cpus_per_node: float, home: Path | None = None) -> Path:
+    """Add `[superlink.<name>]` for a simulation of `num_supernodes` virtual nodes."""
+    home = Path(home) if home else flwr_home()
+    path = home / CONFIG_FILE
+    data = tomllib.loads(path.read_text()) if path.exists() else {}
+    superlink = data.setdefault("superlink", {})
+    superlink.setdefault("default", name)
+    superlink[name] = {
+        "address": LOCAL_ADDRESS,
+        "options": {
+            "num-supernodes": num_supernodes,
+            "backend": {"client-resources": {"num-cpus": cpus_per_node, "num-gpus": 0.0}},
+        },
+    }
+    home.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=home, prefix=".config.", suffix=".tmp")
+    with os.fdopen(fd, "wb") as handle:
+        tomli_w.dump(data, handle)
+    os.replace(tmp, path)
+    return path
+
+
+def _state_dir(home: Path) -> Path:
+    return home / "zk0-sim"
+
+
+def start_sim_superlink(home: Path | None = None, ports: SimulationPorts | None = None, timeout: float = 60) -> int:
+    """Start the simulation SuperLink unless one answers already; return its pid (0 if reused)."""
+    home = Path(home) if home else flwr_home()
+    ports = ports or SimulationPorts.from_env()
+    state = _state_dir(home)
+    try:
+        wait_for_port("127.0.0.1", ports.http, timeout=0.5)
+        return 0
+    except TimeoutError:
+        pass
+    argv = [
+        flower_bin("flower-superlink"),
+        "--insecure", "--simulation", "--isolation", "subprocess",
+        "--disable-runtime-dependency-installation",
+        "--control-api-address", f"127.0.0.1:{ports.control}",
+        "--host", "127.0.0.1", "--port", str(ports.http),
+        "--database", str(state / "state.db"),
+    ]  # fmt: skip
+    process = start("sim-superlink", argv, state, flower_env(home))
+    wait_for_port("127.0.0.1", ports.http, timeout=timeout, process=process)
+    wait_for_port("127.0.0.1", ports.control, timeout=timeout, process=process)
+    (state / "superlink.pid").write_text(str(process.pid))
+    return process.pid
+
+
+def stop_sim_superlink(home: Path | None = None) -> bool:
+    """Stop the SuperLink `start_sim_superlink` started; False if none was running."""
+    pid_file = _state_dir(Path(home) if home else flwr_home()) / "superlink.pid"
+    if not pid_file.exists():
+        return False
+    pid = int(pid_file.read_text())
+    pid_file.unlink()
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    return True
