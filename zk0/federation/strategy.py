@@ -43,6 +43,8 @@ class RoundReport:
 
 
 def _label(reply: Message) -> str:
+    if not reply.has_content():
+        return f"node-{reply.metadata.src_node_id}"
     record = reply.content.config_records.get(NODE_RECORD)
     label = record.get("dataset-label") if record else None
     return str(label) if label else f"node-{reply.metadata.src_node_id}"
