@@ -44,3 +44,18 @@ lint: setup  ## ruff over the package and tests
 
 clean:  ## remove build outputs (keeps .venv)
 	rm -rf outputs .pytest_cache
+
+# --- container image (docker/Dockerfile): local base, zk0 image, image tests ---
+ZK0_BASE_IMAGE ?= zk0-base:py3.12-bookworm
+
+.PHONY: image-base image test-image
+
+image-base:  ## build the local Python 3.12 base image (debootstrap; no registry; cached)
+	scripts/ensure-docker.sh
+	scripts/build-base-image.sh $(ZK0_BASE_IMAGE)
+
+image: image-base  ## build zk0:<version> + zk0:latest with BuildKit (host CA as build secret)
+	BASE_IMAGE=$(ZK0_BASE_IMAGE) scripts/build-image.sh
+
+test-image: setup image  ## assert on the built image: user, labels, health, no CA in any layer
+	ZK0_IMAGE_REQUIRED=1 $(PY) -m pytest tests/image

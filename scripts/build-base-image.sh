@@ -39,6 +39,7 @@ command -v debootstrap >/dev/null 2>&1 || {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap >/dev/null
 }
 
+previous=$("$DOCKER" image inspect "$IMAGE" --format '{{.Id}}' 2>/dev/null || true)
 start=$(date +%s)
 ROOTFS=$(mktemp -d /var/tmp/zk0-base.XXXXXX)
 trap 'rm -rf --one-file-system "$ROOTFS"' EXIT
@@ -66,14 +67,17 @@ tar -C "$PY_PREFIX" -cf - \
     --exclude="$stdlib/lib-dynload/_test*" --exclude="$stdlib/lib-dynload/_xxtest*" \
     --exclude="$stdlib/config-3.12-*/*.a" --exclude="$stdlib/site-packages" \
     --exclude='__pycache__' "$stdlib" | tar -C "$ROOTFS/usr/local" -xf -
-# site-packages: pip only (a host's site-packages may hold local .pth hooks).
+# site-packages: only pip, freshly installed from the stdlib's bundled wheel (ensurepip, no
+# network). The host's own site-packages may carry local changes (.pth hooks, a pip whose
+# certifi bundle trusts the host's local CAs) that must not reach an image.
 mkdir -p "$ROOTFS/usr/local/$stdlib/site-packages"
-cp -a "$PY_PREFIX/$stdlib/site-packages"/pip "$PY_PREFIX/$stdlib/site-packages"/pip-*.dist-info \
-    "$ROOTFS/usr/local/$stdlib/site-packages/"
 ln -sf python3.12 "$ROOTFS/usr/local/bin/python3"
 ln -sf python3 "$ROOTFS/usr/local/bin/python"
 # The host build's rpath points at its own prefix; the loader falls back to ld.so.cache.
 chroot "$ROOTFS" /sbin/ldconfig
+chroot "$ROOTFS" /usr/bin/env -i PATH=/usr/local/bin:/usr/bin:/bin \
+    /usr/local/bin/python3 -m ensurepip --default-pip >/dev/null
+rm -rf "$ROOTFS/root/.cache"
 
 echo "checking the interpreter inside the root ..."
 chroot "$ROOTFS" /usr/bin/env -i PATH=/usr/local/bin:/usr/bin:/bin /usr/local/bin/python3 -c '
@@ -88,6 +92,16 @@ sqlite3.connect(":memory:").execute("select 1")
 print("python", sys.version.split()[0], "|", ssl.OPENSSL_VERSION, "| sqlite", sqlite3.sqlite_version)
 '
 chroot "$ROOTFS" /usr/local/bin/python3 -m pip --version >/dev/null
+
+# The host's locally added CAs (e.g. a TLS-intercepting proxy's) must not be in the image.
+for ca in /usr/local/share/ca-certificates/*.crt; do
+    [[ -f "$ca" ]] || continue
+    line=$(grep -v -e '-----' "$ca" | sed -n 3p)
+    if [[ -n "$line" ]] && grep -rqF -- "$line" "$ROOTFS"; then
+        echo "refusing: a local CA of this host ($ca) was copied into the base root" >&2
+        exit 1
+    fi
+done
 
 # Trim like the slim images: no apt lists, package caches, docs or man pages.
 rm -rf "$ROOTFS"/var/lib/apt/lists/* "$ROOTFS"/var/cache/apt/*.bin "$ROOTFS"/var/cache/apt/archives/*.deb \
@@ -104,5 +118,7 @@ tar -C "$ROOTFS" --numeric-owner -cf - . | "$DOCKER" import \
     --change 'LABEL org.opencontainers.image.title="zk0 local Python 3.12 base (Debian 12)"' \
     --change 'CMD ["python3"]' \
     - "$IMAGE" >/dev/null
+# Drop the base this one replaced unless something still uses it.
+[[ -n "$previous" ]] && "$DOCKER" rmi "$previous" >/dev/null 2>&1 || true
 "$DOCKER" image ls "$IMAGE" --format '{{.Repository}}:{{.Tag}} {{.Size}}'
 echo "base image built in $(( $(date +%s) - start )) s"

@@ -36,6 +36,7 @@ fi
 
 log=$(mktemp /tmp/zk0-image-build.XXXXXX.log)
 echo "building $ZK0_IMAGE:$VERSION on $BASE_IMAGE (log: $log) ..."
+previous=$("$DOCKER" image inspect "$ZK0_IMAGE:$VERSION" --format '{{.Id}}' 2>/dev/null || true)
 start=$(date +%s)
 if ! "$DOCKER" build --progress=plain -f docker/Dockerfile "${args[@]}" \
         -t "$ZK0_IMAGE:$VERSION" -t "$ZK0_IMAGE:latest" . >"$log" 2>&1; then
@@ -44,5 +45,10 @@ if ! "$DOCKER" build --progress=plain -f docker/Dockerfile "${args[@]}" \
     exit 1
 fi
 rm -f "$log"
+# Drop the image this build replaced, when nothing else refers to it (no multi-GB leftovers).
+current=$("$DOCKER" image inspect "$ZK0_IMAGE:$VERSION" --format '{{.Id}}')
+if [[ -n "$previous" && "$previous" != "$current" ]]; then
+    "$DOCKER" rmi "$previous" >/dev/null 2>&1 || true
+fi
 "$DOCKER" image ls "$ZK0_IMAGE:$VERSION" --format '{{.Repository}}:{{.Tag}} {{.ID}} {{.Size}}'
 echo "image built in $(( $(date +%s) - start )) s"

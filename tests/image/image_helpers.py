@@ -1,0 +1,17 @@
+"""Shared helpers of the image tier (a uniquely named module: tests/conftest.py exists too)."""
+
+import os
+import subprocess
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+DOCKER = os.environ.get("DOCKER", "/usr/bin/docker")
+IMAGE = os.environ.get("ZK0_IMAGE_REF", f"zk0:{VERSION}")
+
+
+def docker(*args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [DOCKER, *args], capture_output=True, text=True, timeout=timeout, check=check
+    )
