@@ -3,7 +3,7 @@
 `flwr run` against a `:local:` connection starts a simulation SuperLink on its own, and
 that one installs the app's dependencies into a fresh environment for every run (`uv sync`,
 minutes, and online). zk0's environment already has everything, so `zk0 sim start` runs
-that SuperLink itself with `--disable-runtime-dependency-installation` on the ports `flwr`
+that SuperLink itself with `--disable-runtime-dependency-installation` on the port `flwr`
 looks for, and writes the `local-sim` connection; `flwr` then finds it and uses it.
 """
 
@@ -13,7 +13,6 @@ import os
 import signal
 import tempfile
 import tomllib
-from dataclasses import dataclass
 from pathlib import Path
 
 import tomli_w
@@ -24,18 +23,9 @@ from zk0.deploy.launch import flower_bin, flower_env, start, wait_for_port
 LOCAL_ADDRESS = ":local:"  # flwr's marker for "the local simulation SuperLink"
 
 
-@dataclass(frozen=True)
-class SimulationPorts:
-    http: int
-    control: int
-
-    @classmethod
-    def from_env(cls) -> SimulationPorts:
-        # The same variables (and defaults) flwr reads to find the local SuperLink.
-        return cls(
-            http=int(os.environ.get("FLWR_LOCAL_SUPERLINK_HTTP_API_PORT", "39091")),
-            control=int(os.environ.get("FLWR_LOCAL_CONTROL_API_PORT", "39093")),
-        )
+def local_superlink_port() -> int:
+    """The port flwr looks for the local SuperLink on (its variable, its default)."""
+    return int(os.environ.get("FLWR_LOCAL_SUPERLINK_HTTP_API_PORT", "39091"))
 
 
 def write_sim_connection(name: str, num_supernodes: int, cpus_per_node: float, home: Path | None = None) -> Path:
@@ -64,13 +54,13 @@ def _state_dir(home: Path) -> Path:
     return home / "zk0-sim"
 
 
-def start_sim_superlink(home: Path | None = None, ports: SimulationPorts | None = None, timeout: float = 60) -> int:
+def start_sim_superlink(home: Path | None = None, port: int | None = None, timeout: float = 60) -> int:
     """Start the simulation SuperLink unless one answers already; return its pid (0 if reused)."""
     home = Path(home) if home else flwr_home()
-    ports = ports or SimulationPorts.from_env()
+    port = port or local_superlink_port()
     state = _state_dir(home)
     try:
-        wait_for_port("127.0.0.1", ports.http, timeout=0.5)
+        wait_for_port("127.0.0.1", port, timeout=0.5)
         return 0
     except TimeoutError:
         pass
@@ -78,13 +68,11 @@ def start_sim_superlink(home: Path | None = None, ports: SimulationPorts | None 
         flower_bin("flower-superlink"),
         "--insecure", "--simulation", "--isolation", "subprocess",
         "--disable-runtime-dependency-installation",
-        "--control-api-address", f"127.0.0.1:{ports.control}",
-        "--host", "127.0.0.1", "--port", str(ports.http),
+        "--host", "127.0.0.1", "--port", str(port),  # Control, Fleet and Runtime APIs share it
         "--database", str(state / "state.db"),
     ]  # fmt: skip
     process = start("sim-superlink", argv, state, flower_env(home))
-    wait_for_port("127.0.0.1", ports.http, timeout=timeout, process=process)
-    wait_for_port("127.0.0.1", ports.control, timeout=timeout, process=process)
+    wait_for_port("127.0.0.1", port, timeout=timeout, process=process)
     (state / "superlink.pid").write_text(str(process.pid))
     return process.pid
 
