@@ -116,6 +116,7 @@ def flower_env(flwr_home: Path, extra: dict[str, str] | None = None) -> dict[str
     env = dict(os.environ)
     env["FLWR_HOME"] = str(flwr_home)
     env["FLWR_TELEMETRY_ENABLED"] = "0"
+    env["PYTHONUNBUFFERED"] = "1"  # logs reach the file as they happen
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.update(extra or {})
     return env

@@ -1,0 +1,114 @@
+"""Faults users meet on the deployment runtime: a SuperNode dies mid-round, the SuperLink
+restarts, the network to the SuperLink is down for a while."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from zk0.deploy.loopback import Loopback
+
+from .conftest import NUMPY_APP
+
+
+def _rounds(out: Path) -> dict:
+    path = out / "rounds.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _wait(predicate, timeout: float, what: str, fed: Loopback) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.3)
+    pytest.fail(f"timed out after {timeout} s waiting for {what}\n{fed.tails()}")
+
+
+@pytest.mark.timeout(300)
+def test_supernode_killed_mid_round_then_rejoins(loopback: Loopback, tmp_path: Path) -> None:
+    loopback.start_superlink()
+    specs = {}
+    for i in range(3):
+        key = loopback.creds.node(f"node{i}")
+        loopback.register(key)
+        specs[i] = loopback.node_spec(key, {"node-tag": i})
+        loopback.start_node(f"node{i}", specs[i])
+    out = tmp_path / "out"
+    run_id = loopback.submit(NUMPY_APP, {
+        "output-dir": str(out), "num-server-rounds": 3, "min-nodes": 2,
+        "train-seconds": 6.0, "fraction-evaluate": 0.0, "round-timeout": 90.0,
+    })
+    victim = loopback.processes["node2"]
+    # Kill node 2 (SuperNode and its ClientApp) while it trains in round 1.
+    _wait(lambda: "Start `flwr-clientapp` process" in victim.output(), 120, "node2 training", loopback)
+    victim.kill()
+    _wait(lambda: "1" in _rounds(out), 120, "round 1 to finish", loopback)
+    assert _rounds(out)["1"]["train-nodes"] == [0, 1]  # the round completed with the others
+    # Restart it with the same key: it is still registered and rejoins a later round.
+    loopback.start_node("node2", specs[2])
+    info = loopback.wait_finished(run_id, timeout=200)
+    assert info["status"] == "finished:completed", loopback.tails()
+    rounds = _rounds(out)
+    later = [rounds[r]["train-nodes"] for r in ("2", "3")]
+    assert any(2 in nodes for nodes in later), rounds
+    assert all({0, 1} <= set(nodes) for nodes in later), rounds
+
+
+@pytest.mark.timeout(300)
+def test_superlink_restart_keeps_nodes_and_history(loopback: Loopback, tmp_path: Path) -> None:
+    loopback.start_superlink()
+    for i in range(2):
+        key = loopback.creds.node(f"node{i}")
+        loopback.register(key)
+        loopback.start_node(f"node{i}", loopback.node_spec(key, {"node-tag": i}))
+    out = tmp_path / "out"
+    first = loopback.submit(NUMPY_APP, {"output-dir": str(out), "num-server-rounds": 3,
+                                        "train-seconds": 3.0, "fraction-evaluate": 0.0})
+    _wait(lambda: "1" in _rounds(out), 120, "round 1", loopback)
+    loopback.processes["superlink"].kill()  # crash, not a clean stop
+    time.sleep(2)
+    loopback.start_superlink()  # same --database, same port
+    # History persisted: the interrupted run is still known to the new SuperLink.
+    info = loopback.run_info(first)
+    assert info["run-id"] == str(first)
+    # Nodes persisted: the same SuperNode processes reconnect without re-registration ...
+    for i in range(2):
+        again = loopback.register(loopback.creds.node(f"node{i}"))
+        assert not again.changed, again.message
+    # ... and a new run completes on them.
+    out2 = tmp_path / "out2"
+    second = loopback.submit(NUMPY_APP, {"output-dir": str(out2), "fraction-evaluate": 0.0})
+    info2 = loopback.wait_finished(second, timeout=200)
+    assert info2["status"] == "finished:completed", loopback.tails()
+    assert _rounds(out2)["2"]["train-nodes"] == [0, 1]
+
+
+@pytest.mark.timeout(240)
+def test_supernode_retries_while_superlink_is_down(loopback: Loopback, tmp_path: Path) -> None:
+    keys = [loopback.creds.node(f"node{i}") for i in range(2)]
+    loopback.start_superlink()
+    for key in keys:
+        loopback.register(key)
+    loopback.processes["superlink"].stop()  # the SuperLink is down ...
+    # Bounded: a SuperNode told to wait at most 4 s gives up cleanly.
+    quitter = loopback.start_node("quitter", loopback.node_spec(keys[0], {}, max_wait_time=4.0))
+    assert quitter.popen.wait(timeout=60) != 0
+    assert "Giving up reconnection" in quitter.output()
+    # Patient: SuperNodes started while it is down retry with backoff and join when it is back.
+    for i, key in enumerate(keys):
+        loopback.start_node(f"node{i}", loopback.node_spec(key, {"node-tag": i}, max_wait_time=120.0))
+    early = loopback.processes["node0"]
+    assert early.wait_for_output("retrying in", 60), early.output()
+    time.sleep(3)
+    assert early.alive(), early.output()
+    loopback.start_superlink()  # ... and back, with its database: the keys are still registered
+    out = tmp_path / "out"
+    run_id = loopback.submit(NUMPY_APP, {"output-dir": str(out), "num-server-rounds": 1,
+                                         "fraction-evaluate": 0.0})
+    info = loopback.wait_finished(run_id, timeout=150)
+    assert info["status"] == "finished:completed", loopback.tails()
+    assert _rounds(out)["1"]["train-nodes"] == [0, 1]
