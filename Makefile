@@ -39,11 +39,44 @@ test-integration: setup  ## real Flower simulation with the tiny SmolVLA
 bench: setup  ## print benchmark figures
 	$(PY) -m bench
 
-lint: setup  ## ruff over the package and tests
+lint: setup lint-ansible  ## ruff over the package and tests, ansible-lint over roles
 	$(VENV)/bin/ruff check zk0 tests bench
 
 clean:  ## remove build outputs (keeps .venv)
 	rm -rf outputs .pytest_cache
+
+# --- operator tooling and role tests (Ansible, ansible-lint, Molecule; no torch) ---
+VENV_OPS := .venv-ops
+OPS_BIN  := $(VENV_OPS)/bin
+ROLES    := docker nvidia tailscale
+
+.PHONY: setup-ops lock-ops lint-ansible test-roles systemd-image
+
+$(VENV_OPS)/.installed: requirements/ops.txt
+	test -x $(OPS_BIN)/python || $(PYTHON312) -m venv $(VENV_OPS)
+	$(OPS_BIN)/python -m pip install -q --disable-pip-version-check uv==0.13.8
+	$(OPS_BIN)/uv pip sync -q -p $(OPS_BIN)/python requirements/ops.txt
+	touch $@
+
+setup-ops: $(VENV_OPS)/.installed  ## create .venv-ops with Ansible, ansible-lint and Molecule
+
+lock-ops:  ## re-resolve requirements/ops.txt from requirements/ops.in
+	$(OPS_BIN)/uv pip compile -q requirements/ops.in --python-version 3.12 \
+	    --python-platform x86_64-manylinux_2_28 -o requirements/ops.txt
+
+lint-ansible: setup-ops  ## ansible-lint --profile production over roles (and playbooks)
+	PATH=$(abspath $(OPS_BIN)):$$PATH $(OPS_BIN)/ansible-lint --profile production roles
+
+systemd-image:  ## build the local Debian 13 systemd image that Molecule uses
+	scripts/ensure-docker.sh
+	scripts/build-systemd-image.sh
+
+test-roles: setup-ops systemd-image  ## Molecule test (converge, idempotence, verify) per role
+	set -e; for role in $(ROLES); do \
+	    echo "== molecule test: $$role"; \
+	    (cd roles/$$role && PATH=$(abspath $(OPS_BIN)):/usr/bin:$$PATH \
+	        DOCKER_HOST=$${DOCKER_HOST:-unix:///var/run/docker.sock} molecule test); \
+	done
 
 # --- container image (docker/Dockerfile): local base, zk0 image, image tests ---
 ZK0_BASE_IMAGE ?= zk0-base:py3.12-bookworm
