@@ -10,10 +10,8 @@ import typer
 
 from zk0.deploy import enrollment, pki
 
-pki_app = typer.Typer(help="Federation PKI: CA, SuperLink TLS certificate, node auth keys.",
-                      no_args_is_help=True)
-node_app = typer.Typer(help="Enroll SuperNodes: register, list, unregister public keys.",
-                       no_args_is_help=True)
+pki_app = typer.Typer(help="Federation PKI: CA, SuperLink TLS certificate, node auth keys.", no_args_is_help=True)
+node_app = typer.Typer(help="Enroll SuperNodes: register, list, unregister public keys.", no_args_is_help=True)
 
 DirOpt = Annotated[Path, typer.Option("--dir", help="Directory for the files (created).")]
 ConnOpt = Annotated[str, typer.Option("--superlink", help="Connection name in $FLWR_HOME/config.toml.")]
@@ -37,8 +35,12 @@ def ca(directory: DirOpt, common_name: str = "zk0 federation CA") -> None:
 @pki_app.command("superlink-cert")
 def superlink_cert(
     directory: DirOpt,
-    san: Annotated[list[str], typer.Option("--san", help="DNS name or IP the SuperLink is reached at; repeatable.")] = [],  # noqa: B006
-    ca_dir: Annotated[Path | None, typer.Option("--ca-dir", help="Directory of ca.pem/ca.key (default: --dir).")] = None,
+    san: Annotated[
+        list[str], typer.Option("--san", help="DNS name or IP the SuperLink is reached at; repeatable.")
+    ] = [],  # noqa: B006
+    ca_dir: Annotated[
+        Path | None, typer.Option("--ca-dir", help="Directory of ca.pem/ca.key (default: --dir).")
+    ] = None,
 ) -> None:
     """Issue the SuperLink TLS certificate; 127.0.0.1 and localhost are always included."""
     try:
@@ -56,8 +58,9 @@ def node_key(directory: DirOpt, comment: str = "zk0-supernode") -> None:
         files = pki.create_node_key(directory, comment)
     except pki.PKIError as err:
         _fail(err)
-    typer.echo(f"private key (stays on this node): {files.private_key}\n"
-               f"public key (send to the admin): {files.public_key}")
+    typer.echo(
+        f"private key (stays on this node): {files.private_key}\npublic key (send to the admin): {files.public_key}"
+    )
 
 
 @node_app.command("register")
@@ -88,8 +91,11 @@ def list_nodes(superlink: ConnOpt, as_json: Annotated[bool, typer.Option("--json
     except enrollment.EnrollmentError as err:
         _fail(err)
     if as_json:
-        typer.echo(json.dumps([{"node-id": str(n.node_id), "status": n.status,
-                                "fingerprint": n.fingerprint} for n in nodes], indent=1))
+        typer.echo(
+            json.dumps(
+                [{"node-id": str(n.node_id), "status": n.status, "fingerprint": n.fingerprint} for n in nodes], indent=1
+            )
+        )
         return
     for n in nodes:
         typer.echo(f"{n.node_id:>20}  {n.status:<12}  {n.fingerprint}")

@@ -1,10 +1,9 @@
 """Invitation-only enrollment: register, list and unregister SuperNode public keys, idempotently.
 
-Register and unregister run Flower's own CLI (``flwr supernode register/unregister ...
---format json``) against a named connection in ``$FLWR_HOME/config.toml``. Flower 1.42's
-``flwr supernode list --format json`` does not show public keys, so the key → node lookup
-that makes these calls idempotent reads the SuperLink's Control API with flwr's own client
-(the code path of ``flwr supernode list``).
+These make the same Control API calls as ``flwr supernode register/list/unregister``
+(flwr.cli.supernode), with flwr's own client and a named connection in
+``$FLWR_HOME/config.toml``, in-process: Flower 1.42's ``flwr supernode list --format json``
+does not show public keys, and the key → node lookup is what makes the calls idempotent.
 
 Flower 1.42 keeps an unregistered key reserved ("Public key already in use"): a node whose
 key was unregistered must make a new key pair to join again.
@@ -14,10 +13,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
-import os
-import subprocess
-import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,9 +53,7 @@ def load_public_key(path: Path) -> ec.EllipticCurvePublicKey:
     try:
         key = serialization.load_ssh_public_key(path.read_bytes())
     except (ValueError, TypeError) as err:
-        raise EnrollmentError(
-            f"{path} is not an OpenSSH public key ({err}); send the node's supernode.pub."
-        ) from err
+        raise EnrollmentError(f"{path} is not an OpenSSH public key ({err}); send the node's supernode.pub.") from err
     if not isinstance(key, ec.EllipticCurvePublicKey):
         raise EnrollmentError(f"{path} is not an ECDSA key; make one with `zk0 pki node-key`.")
     return key
@@ -66,9 +61,7 @@ def load_public_key(path: Path) -> ec.EllipticCurvePublicKey:
 
 def _pem(key: ec.EllipticCurvePublicKey) -> bytes:
     # The encoding the SuperLink stores (flwr.supercore.primitives.asymmetric.public_key_to_bytes).
-    return key.public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+    return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 def fingerprint(key: ec.EllipticCurvePublicKey) -> str:
@@ -78,33 +71,44 @@ def fingerprint(key: ec.EllipticCurvePublicKey) -> str:
     return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
 
 
-def list_nodes(connection: str) -> list[Node]:
-    """All nodes the SuperLink knows (unregistered ones included), with key fingerprints."""
+@contextmanager
+def control_client(connection: str) -> Iterator:
+    """flwr's Control API client for a named connection (as the ``flwr`` CLI builds it)."""
     from flwr.cli.flower_config import read_superlink_connection
     from flwr.cli.utils import init_http_client_from_connection
-    from flwr.proto.control_pb2 import ListNodesRequest  # pylint: disable=E0611
 
     try:
         conn = read_superlink_connection(connection)
-    except Exception as err:  # click.ClickException and friends: re-say them plainly
+    except (Exception, SystemExit) as err:  # click.ClickException and friends: re-say plainly
         raise EnrollmentError(
             f"No usable SuperLink connection {connection!r} in $FLWR_HOME/config.toml ({err}). "
             "Write one with zk0.deploy.connection.write_connection or the server playbook."
         ) from err
-    client = None
+    client = init_http_client_from_connection(conn)
     try:
-        client = init_http_client_from_connection(conn)
-        response = client.ListNodes(ListNodesRequest())
-    except Exception as err:
-        raise EnrollmentError(
-            f"Cannot list nodes on SuperLink {connection!r} ({type(err).__name__}: {err}). "
-            "Check that the SuperLink runs and that the connection's address and CA are right."
-        ) from err
+        yield client
     finally:
-        if client is not None:
-            client.close()
+        client.close()
+
+
+def _call(connection: str, method: str, request: object) -> object:
+    with control_client(connection) as client:
+        try:
+            return getattr(client, method)(request)
+        except Exception as err:
+            raise EnrollmentError(
+                f"SuperLink {connection!r} refused {method} ({type(err).__name__}: {err}). "
+                "Check that it runs and that the connection's address and CA are right."
+            ) from err
+
+
+def list_nodes(connection: str) -> list[Node]:
+    """All nodes the SuperLink knows (unregistered ones included), with key fingerprints."""
+    from flwr.proto.control_pb2 import ListNodesRequest  # pylint: disable=E0611
+
+    response = _call(connection, "ListNodes", ListNodesRequest())
     nodes = []
-    for info in response.nodes_info:
+    for info in response.nodes_info:  # type: ignore[attr-defined]
         pem = bytes(info.public_key)
         try:
             fp = fingerprint(serialization.load_pem_public_key(pem))  # type: ignore[arg-type]
@@ -112,8 +116,11 @@ def list_nodes(connection: str) -> list[Node]:
             fp = "?"
         nodes.append(
             Node(
-                node_id=int(info.node_id), status=info.status, fingerprint=fp,
-                public_key_pem=pem, registered_at=info.registered_at,
+                node_id=int(info.node_id),
+                status=info.status,
+                fingerprint=fp,
+                public_key_pem=pem,
+                registered_at=info.registered_at,
                 unregistered_at=info.unregistered_at,
             )
         )
@@ -128,24 +135,6 @@ def find_node(connection: str, key: ec.EllipticCurvePublicKey) -> Node | None:
     return None
 
 
-def _flwr(args: list[str]) -> dict:
-    flwr = Path(sys.executable).parent / "flwr"
-    env = dict(os.environ, FLWR_TELEMETRY_ENABLED="0")
-    proc = subprocess.run(
-        [str(flwr) if flwr.exists() else "flwr", *args, "--format", "json"],
-        capture_output=True, text=True, env=env, check=False,
-    )
-    try:
-        # flwr prints a banner line before the JSON object in some versions: take the object.
-        out = proc.stdout
-        return json.loads(out[out.index("{"):])
-    except ValueError as err:
-        raise EnrollmentError(
-            f"`flwr {' '.join(args)}` gave no JSON (exit {proc.returncode}): "
-            f"{(proc.stderr or proc.stdout).strip()[-500:]}"
-        ) from err
-
-
 def register(public_key_file: Path, connection: str) -> Outcome:
     """Register a node's public key; an already registered key is a no-op."""
     key = load_public_key(public_key_file)
@@ -158,10 +147,12 @@ def register(public_key_file: Path, connection: str) -> Outcome:
             "Flower keeps unregistered keys reserved: the node must make a new key pair "
             "(move its supernode.key away, run `zk0 pki node-key`) and send the new public key."
         )
-    result = _flwr(["supernode", "register", str(Path(public_key_file).expanduser()), connection])
-    if not result.get("success"):
-        raise EnrollmentError(f"SuperLink refused the registration: {result.get('error-message')}")
-    node_id = int(result["node-id"])
+    from flwr.proto.control_pb2 import RegisterNodeRequest  # pylint: disable=E0611
+
+    response = _call(connection, "RegisterNode", RegisterNodeRequest(public_key=_pem(key)))
+    node_id = int(response.node_id)  # type: ignore[attr-defined]
+    if not node_id:
+        raise EnrollmentError("The SuperLink answered without a node id: registration failed.")
     return Outcome(node_id, True, f"registered as node {node_id}")
 
 
@@ -176,7 +167,7 @@ def unregister(node_or_key: str, connection: str) -> Outcome:
         return Outcome(None, False, "not registered")
     if node.status == UNREGISTERED:
         return Outcome(node.node_id, False, f"node {node.node_id} already unregistered")
-    result = _flwr(["supernode", "unregister", str(node.node_id), connection])
-    if not result.get("success"):
-        raise EnrollmentError(f"SuperLink refused to unregister node {node.node_id}: {result.get('error-message')}")
+    from flwr.proto.control_pb2 import UnregisterNodeRequest  # pylint: disable=E0611
+
+    _call(connection, "UnregisterNode", UnregisterNodeRequest(node_id=node.node_id))
     return Outcome(node.node_id, True, f"unregistered node {node.node_id}")

@@ -61,13 +61,19 @@ class SuperLinkSpec:
     def argv(self) -> list[str]:
         args = [
             flower_bin("flower-superlink"),
-            "--ssl-ca-certfile", str(self.ssl_ca_certfile),
-            "--ssl-certfile", str(self.ssl_certfile),
-            "--ssl-keyfile", str(self.ssl_keyfile),
-            "--database", str(self.database),
+            "--ssl-ca-certfile",
+            str(self.ssl_ca_certfile),
+            "--ssl-certfile",
+            str(self.ssl_certfile),
+            "--ssl-keyfile",
+            str(self.ssl_keyfile),
+            "--database",
+            str(self.database),
             "--disable-runtime-dependency-installation",
-            "--host", self.host,
-            "--port", str(self.port),
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
         ]
         if self.enable_supernode_auth:
             args.append("--enable-supernode-auth")
@@ -176,8 +182,12 @@ def start(name: str, argv: list[str], log_dir: Path, env: dict[str, str]) -> Pro
     log = log_dir / f"{name}.log"
     with log.open("ab") as fh:
         popen = subprocess.Popen(
-            argv, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env=env, start_new_session=True,
+            argv,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
         )
     return Process(name=name, argv=argv, log=log, popen=popen)
 

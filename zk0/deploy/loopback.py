@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,11 +40,15 @@ def flwr_json(args: list[str], env: dict[str, str], timeout: float = 120) -> dic
     """Run ``flwr ARGS --format json`` and return its JSON object."""
     proc = subprocess.run(
         [launch.flower_bin("flwr"), *args, "--format", "json"],
-        capture_output=True, text=True, env=env, timeout=timeout, check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        check=False,
     )
     out = proc.stdout
     try:
-        return json.loads(out[out.index("{"):])
+        return json.loads(out[out.index("{") :])
     except ValueError as err:
         raise RuntimeError(
             f"`flwr {' '.join(args)}` exited {proc.returncode} without JSON:\n{out}\n{proc.stderr}"
@@ -59,6 +64,7 @@ class Loopback:
     port: int = field(default_factory=launch.free_port)
     processes: dict[str, launch.Process] = field(default_factory=dict)
     restarts: int = 0
+    env: dict[str, str] = field(default_factory=dict)  # extra environment for every process
 
     def __post_init__(self) -> None:
         self.base = Path(self.base)
@@ -68,12 +74,6 @@ class Loopback:
         self.database.parent.mkdir(parents=True, exist_ok=True)
 
     # ------------------------------------------------------------ lifecycle
-    def __enter__(self) -> Loopback:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def close(self) -> None:
         for proc in list(self.processes.values()):
             proc.stop(grace=3)
@@ -89,46 +89,64 @@ class Loopback:
     def superlink_spec(self) -> launch.SuperLinkSpec:
         s = self.creds.server
         return launch.SuperLinkSpec(
-            ssl_ca_certfile=s.ca_cert, ssl_certfile=s.cert, ssl_keyfile=s.key,
-            database=self.database, host="127.0.0.1", port=self.port,
+            ssl_ca_certfile=s.ca_cert,
+            ssl_certfile=s.cert,
+            ssl_keyfile=s.key,
+            database=self.database,
+            host="127.0.0.1",
+            port=self.port,
         )
 
     def start_superlink(self, timeout: float = 60) -> launch.Process:
         name = "superlink" if not self.restarts else f"superlink-{self.restarts}"
         self.restarts += 1
-        proc = launch.start(name, self.superlink_spec().argv(), self.logs,
-                            launch.flower_env(self.base / "superlink" / "flwr-home"))
+        proc = launch.start(
+            name, self.superlink_spec().argv(), self.logs, launch.flower_env(self.base / "superlink" / "flwr-home", self.env)
+        )
         self.processes["superlink"] = proc
         launch.wait_for_port("127.0.0.1", self.port, timeout, proc)
-        connection.write_connection(CONNECTION, self.address, self.creds.server.ca_cert,
-                                    home=self.admin_home)
+        connection.write_connection(CONNECTION, self.address, self.creds.server.ca_cert, home=self.admin_home)
         return proc
 
-    def register(self, key: pki.NodeKeyFiles) -> enrollment.Outcome:
+    @contextmanager
+    def as_admin(self) -> Iterator[None]:
+        """In-process flwr client calls use the admin's FLWR_HOME (its connection + CA)."""
         old = os.environ.get("FLWR_HOME")
         os.environ["FLWR_HOME"] = str(self.admin_home)
         try:
-            return enrollment.register(key.public_key, CONNECTION)
+            yield
         finally:
             if old is None:
                 os.environ.pop("FLWR_HOME", None)
             else:
                 os.environ["FLWR_HOME"] = old
 
+    def register(self, key: pki.NodeKeyFiles) -> enrollment.Outcome:
+        with self.as_admin():
+            return enrollment.register(key.public_key, CONNECTION)
+
+    def nodes(self) -> list[enrollment.Node]:
+        with self.as_admin():
+            return enrollment.list_nodes(CONNECTION)
+
     def node_spec(self, key: pki.NodeKeyFiles | None, node_config: dict, **kw: object) -> launch.SuperNodeSpec:
         return launch.SuperNodeSpec(
             superlink=self.address,
             root_certificates=kw.pop("root_certificates", self.creds.server.ca_cert),  # type: ignore[arg-type]
             auth_private_key=key.private_key if key else None,
-            node_config=node_config, port=launch.free_port(), **kw,  # type: ignore[arg-type]
+            node_config=node_config,
+            port=launch.free_port(),
+            **kw,  # type: ignore[arg-type]
         )
 
-    def start_node(self, name: str, spec: launch.SuperNodeSpec, extra_env: dict[str, str] | None = None) -> launch.Process:
+    def start_node(
+        self, name: str, spec: launch.SuperNodeSpec, extra_env: dict[str, str] | None = None
+    ) -> launch.Process:
         old = self.processes.get(name)
         if old is not None:
             old.stop(grace=3)
-        proc = launch.start(name, spec.argv(), self.logs,
-                            launch.flower_env(self.base / name / "flwr-home", extra_env))
+        env = launch.flower_env(self.base / name / "flwr-home", {**self.env, **(extra_env or {})})
+        proc = launch.start(name, spec.argv(), self.logs, env)
         self.processes[name] = proc
         return proc
 
@@ -148,15 +166,28 @@ class Loopback:
             raise RuntimeError(f"flwr ls failed: {result}")
         return result["runs"][0]
 
+    def run_status(self, run_id: int) -> str:
+        """``status:sub-status`` of a run, read in-process (cheap enough to poll)."""
+        from flwr.proto.control_pb2 import ListRunsRequest  # pylint: disable=E0611
+
+        with self.as_admin(), enrollment.control_client(CONNECTION) as client:
+            run = client.ListRuns(ListRunsRequest(run_id=run_id)).run_dict[run_id]
+        status = run.status
+        return f"{status.status}:{status.sub_status}" if status.sub_status else status.status
+
     def wait_finished(self, run_id: int, timeout: float) -> dict:
+        """Poll until the run is finished, then return ``flwr ls --format json``'s entry."""
         deadline = time.monotonic() + timeout
-        info: dict = {}
+        status = ""
         while time.monotonic() < deadline:
-            info = self.run_info(run_id)
-            if str(info.get("status", "")).startswith("finished"):
-                return info
-            time.sleep(2)
-        raise TimeoutError(f"run {run_id} not finished after {timeout:.0f} s; last: {info}\n{self.tails()}")
+            try:
+                status = self.run_status(run_id)
+            except Exception as err:  # noqa: BLE001 (SuperLink restarting: poll until the deadline)
+                status = f"unreachable ({err})"
+            if status.startswith("finished"):
+                return self.run_info(run_id)
+            time.sleep(1)
+        raise TimeoutError(f"run {run_id} not finished after {timeout:.0f} s; last: {status}\n{self.tails()}")
 
     def tails(self, chars: int = 1500) -> str:
         """The end of every process log, for failure messages."""
@@ -164,7 +195,3 @@ class Loopback:
             f"--- {name} ({'alive' if p.alive() else f'exit {p.popen.returncode}'})\n{p.output()[-chars:]}"
             for name, p in self.processes.items()
         )
-
-
-def python_exe() -> str:
-    return sys.executable

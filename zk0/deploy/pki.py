@@ -153,9 +153,7 @@ def create_ca(directory: Path, common_name: str = "zk0 federation CA") -> CAFile
     if files.cert.exists() and not created:
         cert = load_cert(files.cert)
         if cert.public_key().public_numbers() != key.public_key().public_numbers():
-            raise PKIError(
-                f"{files.cert} does not belong to {files.key}. Move both away to make a new CA."
-            )
+            raise PKIError(f"{files.cert} does not belong to {files.key}. Move both away to make a new CA.")
         return files
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     now = dt.datetime.now(dt.UTC)
@@ -170,9 +168,15 @@ def create_ca(directory: Path, common_name: str = "zk0 federation CA") -> CAFile
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=True, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                crl_sign=True, encipher_only=False, decipher_only=False,
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )
@@ -210,14 +214,10 @@ def _san_entries(sans: list[str]) -> list[x509.GeneralName]:
 
 def cert_sans(cert: x509.Certificate) -> set[str]:
     ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    return {str(v) for v in ext.get_values_for_type(x509.IPAddress)} | set(
-        ext.get_values_for_type(x509.DNSName)
-    )
+    return {str(v) for v in ext.get_values_for_type(x509.IPAddress)} | set(ext.get_values_for_type(x509.DNSName))
 
 
-def create_superlink_cert(
-    directory: Path, sans: list[str], ca_dir: Path | None = None
-) -> ServerCertFiles:
+def create_superlink_cert(directory: Path, sans: list[str], ca_dir: Path | None = None) -> ServerCertFiles:
     """Create the SuperLink TLS certificate signed by the CA in ``ca_dir`` (default: same dir).
 
     Kept as is when it exists, is signed by this CA and already covers every requested SAN;
@@ -230,15 +230,17 @@ def create_superlink_cert(
         raise PKIError(f"No CA in {ca_dir}: run `zk0 pki ca --dir {ca_dir}` first.")
     ca_cert = load_cert(ca_cert_path)
     ca_key = _load_ec_private_key(ca_key_path, "pem")
-    files = ServerCertFiles(
-        cert=directory / SUPERLINK_CERT, key=directory / SUPERLINK_KEY, ca_cert=ca_cert_path
-    )
+    files = ServerCertFiles(cert=directory / SUPERLINK_CERT, key=directory / SUPERLINK_KEY, ca_cert=ca_cert_path)
     key, created = _load_or_create_key(files.key, "pem")
     wanted = _san_entries(sans)
     if files.cert.exists() and not created:
         cert = load_cert(files.cert)
         same_key = cert.public_key().public_numbers() == key.public_key().public_numbers()
-        if same_key and cert.issuer == ca_cert.subject and {str(getattr(e, "value", e)) for e in wanted} <= cert_sans(cert):
+        if (
+            same_key
+            and cert.issuer == ca_cert.subject
+            and {str(getattr(e, "value", e)) for e in wanted} <= cert_sans(cert)
+        ):
             return files
     now = dt.datetime.now(dt.UTC)
     cn = next((s for s in sans if s.strip()), "localhost")
@@ -253,9 +255,7 @@ def create_superlink_cert(
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.SubjectAlternativeName(wanted), critical=False)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
-        )
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
         .sign(ca_key, hashes.SHA384())
     )
     _write_atomic(files.cert, cert.public_bytes(serialization.Encoding.PEM), 0o644)
@@ -266,9 +266,7 @@ def create_superlink_cert(
 
 
 def public_key_openssh(key: ec.EllipticCurvePrivateKey, comment: str = "") -> bytes:
-    line = key.public_key().public_bytes(
-        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
-    )
+    line = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
     return line + (b" " + comment.encode() if comment else b"") + b"\n"
 
 

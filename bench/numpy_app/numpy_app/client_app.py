@@ -23,9 +23,7 @@ def train(msg: Message, context: Context) -> Message:
     arrays = msg.content["arrays"].to_numpy_ndarrays()
     updated = [a + 1.0 for a in arrays]
     metrics = MetricRecord({"num-examples": 10, "node-tag": _node_tag(context)})
-    return Message(
-        RecordDict({"arrays": ArrayRecord(updated), "metrics": metrics}), reply_to=msg
-    )
+    return Message(RecordDict({"arrays": ArrayRecord(updated), "metrics": metrics}), reply_to=msg)
 
 
 @app.evaluate()

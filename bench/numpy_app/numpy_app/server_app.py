@@ -27,7 +27,9 @@ class RecordingFedAvg(FedAvg):
     def _save(self) -> None:
         if self.output is not None:
             self.output.parent.mkdir(parents=True, exist_ok=True)
-            self.output.write_text(json.dumps(self.rounds, indent=1))
+            tmp = self.output.with_suffix(".tmp")
+            tmp.write_text(json.dumps(self.rounds, indent=1))
+            tmp.replace(self.output)  # readers never see a half-written file
 
     def aggregate_train(self, server_round: int, replies: Iterable[Message]):  # type: ignore[override]
         replies = list(replies)
@@ -39,9 +41,7 @@ class RecordingFedAvg(FedAvg):
         }
         arrays, metrics = super().aggregate_train(server_round, replies)
         if arrays is not None:
-            self.rounds[str(server_round)]["mean"] = float(
-                np.mean(arrays.to_numpy_ndarrays()[0])
-            )
+            self.rounds[str(server_round)]["mean"] = float(np.mean(arrays.to_numpy_ndarrays()[0]))
         self._save()
         return arrays, metrics
 

@@ -38,10 +38,17 @@ def test_supernode_killed_mid_round_then_rejoins(loopback: Loopback, tmp_path: P
         specs[i] = loopback.node_spec(key, {"node-tag": i})
         loopback.start_node(f"node{i}", specs[i])
     out = tmp_path / "out"
-    run_id = loopback.submit(NUMPY_APP, {
-        "output-dir": str(out), "num-server-rounds": 3, "min-nodes": 2,
-        "train-seconds": 6.0, "fraction-evaluate": 0.0, "round-timeout": 90.0,
-    })
+    run_id = loopback.submit(
+        NUMPY_APP,
+        {
+            "output-dir": str(out),
+            "num-server-rounds": 3,
+            "min-nodes": 2,
+            "train-seconds": 6.0,
+            "fraction-evaluate": 0.0,
+            "round-timeout": 90.0,
+        },
+    )
     victim = loopback.processes["node2"]
     # Kill node 2 (SuperNode and its ClientApp) while it trains in round 1.
     _wait(lambda: "Start `flwr-clientapp` process" in victim.output(), 120, "node2 training", loopback)
@@ -66,8 +73,9 @@ def test_superlink_restart_keeps_nodes_and_history(loopback: Loopback, tmp_path:
         loopback.register(key)
         loopback.start_node(f"node{i}", loopback.node_spec(key, {"node-tag": i}))
     out = tmp_path / "out"
-    first = loopback.submit(NUMPY_APP, {"output-dir": str(out), "num-server-rounds": 3,
-                                        "train-seconds": 3.0, "fraction-evaluate": 0.0})
+    first = loopback.submit(
+        NUMPY_APP, {"output-dir": str(out), "num-server-rounds": 3, "train-seconds": 3.0, "fraction-evaluate": 0.0}
+    )
     _wait(lambda: "1" in _rounds(out), 120, "round 1", loopback)
     loopback.processes["superlink"].kill()  # crash, not a clean stop
     time.sleep(2)
@@ -107,8 +115,7 @@ def test_supernode_retries_while_superlink_is_down(loopback: Loopback, tmp_path:
     assert early.alive(), early.output()
     loopback.start_superlink()  # ... and back, with its database: the keys are still registered
     out = tmp_path / "out"
-    run_id = loopback.submit(NUMPY_APP, {"output-dir": str(out), "num-server-rounds": 1,
-                                         "fraction-evaluate": 0.0})
+    run_id = loopback.submit(NUMPY_APP, {"output-dir": str(out), "num-server-rounds": 1, "fraction-evaluate": 0.0})
     info = loopback.wait_finished(run_id, timeout=150)
     assert info["status"] == "finished:completed", loopback.tails()
     assert _rounds(out)["1"]["train-nodes"] == [0, 1]

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import subprocess
 
 import pytest
 
-from zk0.deploy import launch
 from zk0.deploy.loopback import Loopback
 
 from .conftest import NUMPY_APP
