@@ -88,16 +88,19 @@ def model_tiny(
 @sim_app.command("start")
 def sim_start(
     num_supernodes: Annotated[int, typer.Option(min=1)] = 2,
-    cpus_per_node: Annotated[float, typer.Option(help="CPU cores each virtual node reserves.")] = 1.0,
+    cpus_per_node: Annotated[int, typer.Option(help="CPU cores each virtual node reserves.", min=1)] = 1,
+    gpus_per_node: Annotated[float, typer.Option(help="Share of a GPU per virtual node, e.g. 0.5.", min=0)] = 0.0,
     connection: str = "local-sim",
 ) -> None:
-    """Start the simulation SuperLink (once) and write the `local-sim` connection."""
-    from zk0.simulation import start_sim_superlink, write_sim_connection
+    """Start the simulation SuperLink (once), write the `local-sim` connection, set the nodes."""
+    from zk0.simulation import configure_simulation, start_sim_superlink, write_sim_connection
 
-    path = write_sim_connection(connection, num_supernodes, cpus_per_node)
+    path = write_sim_connection(connection)
     pid = start_sim_superlink()
+    configure_simulation(connection, num_supernodes, cpus_per_node, gpus_per_node)
     state = f"started (pid {pid})" if pid else "already running"
-    typer.echo(f"simulation SuperLink {state}; connection '{connection}' in {path}")
+    typer.echo(f"simulation SuperLink {state}; connection '{connection}' in {path}; "
+               f"{num_supernodes} virtual nodes x {cpus_per_node} CPU, {gpus_per_node} GPU")  # fmt: skip
     typer.echo(f"now: flwr run . {connection} --stream")
 
 

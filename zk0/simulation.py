@@ -9,8 +9,10 @@ looks for, and writes the `local-sim` connection; `flwr` then finds it and uses 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
 import tempfile
 import tomllib
 from pathlib import Path
@@ -28,26 +30,40 @@ def local_superlink_port() -> int:
     return int(os.environ.get("FLWR_LOCAL_SUPERLINK_HTTP_API_PORT", "39091"))
 
 
-def write_sim_connection(name: str, num_supernodes: int, cpus_per_node: float, home: Path | None = None) -> Path:
-    """Add `[superlink.<name>]` for a simulation of `num_supernodes` virtual nodes."""
+def write_sim_connection(name: str, home: Path | None = None) -> Path:
+    """Add `[superlink.<name>]` pointing at the local simulation SuperLink."""
     home = Path(home) if home else flwr_home()
     path = home / CONFIG_FILE
     data = tomllib.loads(path.read_text()) if path.exists() else {}
     superlink = data.setdefault("superlink", {})
     superlink.setdefault("default", name)
-    superlink[name] = {
-        "address": LOCAL_ADDRESS,
-        "options": {
-            "num-supernodes": num_supernodes,
-            "backend": {"client-resources": {"num-cpus": cpus_per_node, "num-gpus": 0.0}},
-        },
-    }
+    superlink[name] = {"address": LOCAL_ADDRESS}
     home.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=home, prefix=".config.", suffix=".tmp")
     with os.fdopen(fd, "wb") as handle:
         tomli_w.dump(data, handle)
     os.replace(tmp, path)
     return path
+
+
+def configure_simulation(connection: str, num_supernodes: int, cpus_per_node: int, gpus_per_node: float,
+                         home: Path | None = None) -> str:  # fmt: skip
+    """Set the virtual nodes and their resources on the SuperLink's simulation federation
+    (stored in its database, so it holds for every later `flwr run`)."""
+    env = flower_env(Path(home) if home else flwr_home())
+    flwr = flower_bin("flwr")
+    listing = subprocess.run([flwr, "federation", "ls", connection, "--format", "json"], env=env,
+                             capture_output=True, text=True, check=True, timeout=60)  # fmt: skip
+    federations = [f["id"] for f in json.loads(listing.stdout)["federations"] if f.get("simulation")]
+    if not federations:
+        raise RuntimeError(f"SuperLink behind '{connection}' has no simulation federation")
+    subprocess.run(
+        [flwr, "federation", "simulation-config", federations[0], connection,
+         "--num-supernodes", str(num_supernodes), "--client-resources-num-cpus", str(cpus_per_node),
+         "--client-resources-num-gpus", str(gpus_per_node)],
+        env=env, capture_output=True, text=True, check=True, timeout=60,
+    )  # fmt: skip
+    return federations[0]
 
 
 def _state_dir(home: Path) -> Path:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from zk0.deploy.launch import free_port
-from zk0.simulation import start_sim_superlink, stop_sim_superlink, write_sim_connection
+from zk0.simulation import configure_simulation, start_sim_superlink, stop_sim_superlink, write_sim_connection
 
 REPO = Path(__file__).resolve().parents[2]
 FLWR = str(Path(sys.executable).parent / "flwr")
@@ -39,8 +39,9 @@ def simulation(tmp_path_factory):
     saved = dict(os.environ)
     os.environ.update(env)  # the SuperLink passes its environment on to the apps
     try:
-        write_sim_connection("local-sim", num_supernodes=2, cpus_per_node=1, home=home)
+        write_sim_connection("local-sim", home=home)
         start_sim_superlink(home, port)
+        configure_simulation("local-sim", num_supernodes=2, cpus_per_node=1, gpus_per_node=0, home=home)
         yield env
     finally:
         stop_sim_superlink(home)
@@ -51,7 +52,7 @@ def simulation(tmp_path_factory):
 def flwr_run(env: dict, run_config: str) -> str:
     result = subprocess.run(
         [FLWR, "run", str(REPO), "local-sim", "--stream", "--run-config", run_config],
-        env=env, capture_output=True, text=True, timeout=840, cwd=REPO,
+        env=env, capture_output=True, text=True, timeout=840, cwd=REPO, check=False,
     )  # fmt: skip
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]

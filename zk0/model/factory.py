@@ -49,7 +49,7 @@ def _preset_policy_config(model_cfg: ModelConfig):
     sizes = {}
     if spec.name == "tiny":
         # Small enough to train on a CPU in milliseconds per step.
-        sizes = dict(chunk_size=10, n_action_steps=10, tokenizer_max_length=32)
+        sizes = {"chunk_size": 10, "n_action_steps": 10, "tokenizer_max_length": 32}
     return SmolVLAConfig(
         vlm_model_name=str(backbone_dir),
         load_vlm_weights=False,
