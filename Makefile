@@ -10,14 +10,14 @@ export FLWR_TELEMETRY_ENABLED := 0
 export WANDB_MODE ?= offline
 export HF_HUB_OFFLINE := 1
 
-.PHONY: help setup test test-unit test-integration bench lint lock demo clean
+.PHONY: help setup test test-unit test-integration bench sim sim-stop demo lint lock clean
 
 help:  ## list targets
 	@grep -hE '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
 
 $(VENV)/.installed: requirements/lock.txt pyproject.toml
 	test -x $(PY) || $(PYTHON312) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check uv==0.13.8
+	test -x $(UV) || { $(PY) -m ensurepip -q && $(PY) -m pip install -q --disable-pip-version-check uv==0.13.8; }
 	$(UV) pip sync -q -p $(PY) requirements/lock.txt
 	$(UV) pip install -q -p $(PY) --no-deps -e .
 	touch $@
@@ -36,8 +36,22 @@ test-unit: setup  ## pure logic, seconds
 test-integration: setup  ## real Flower simulation with the tiny SmolVLA
 	$(PY) -m pytest tests/integration
 
+test-deploy: setup  ## loopback deployment: real TLS SuperLink + SuperNodes with node auth, faults, rejections
+	$(PY) -m pytest tests/integration/deploy
+
 bench: setup  ## print benchmark figures
 	$(PY) -m bench
+
+SIM_NODES ?= 2
+SIM_RUN_CONFIG ?=
+sim: setup  ## simulate SIM_NODES clients offline (tiny SmolVLA, synthetic data) with flwr run . local-sim
+	PATH=$(abspath $(VENV)/bin):$$PATH zk0 sim start --num-supernodes $(SIM_NODES)
+	PATH=$(abspath $(VENV)/bin):$$PATH flwr run . local-sim --stream $(if $(SIM_RUN_CONFIG),--run-config "$(SIM_RUN_CONFIG)")
+
+demo: sim  ## a federated run on this machine, offline (the simulation, for now)
+
+sim-stop:  ## stop the simulation SuperLink that `make sim` started
+	PATH=$(abspath $(VENV)/bin):$$PATH zk0 sim stop
 
 lint: setup lint-ansible  ## ruff over the package and tests, ansible-lint over roles
 	$(VENV)/bin/ruff check zk0 tests bench
