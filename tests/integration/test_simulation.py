@@ -104,8 +104,9 @@ def test_two_rounds_then_resume(simulation, tmp_path):
     assert offline and any(offline[0].rglob("*.wandb"))
 
     # Resume: same run name, one more round; starts at round 3 from round 2's weights.
-    flwr_run(simulation, f"num-server-rounds=3 resume=true {common}")
+    resumed = flwr_run(simulation, f"num-server-rounds=3 resume=true {common}")
     round3 = json.loads((run_dir / "metrics" / "round_3.json").read_text())
     assert round3["train"]["clients"], round3
     assert (run_dir / "checkpoints" / "round_3" / "model.safetensors").is_file()
     assert json.loads((run_dir / "metrics" / "round_0.json").read_text()) == rounds[0], "round 0 re-ran on resume"
+    assert "resuming sim after round 2" in resumed
