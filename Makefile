@@ -104,5 +104,6 @@ image-base:  ## build the local Python 3.12 base image (debootstrap; no registry
 image: image-base  ## build zk0:<version> + zk0:latest with BuildKit (host CA as build secret)
 	BASE_IMAGE=$(ZK0_BASE_IMAGE) scripts/build-image.sh
 
-test-image: setup image  ## assert on the built image: user, labels, health, no CA in any layer
+test-image: setup image  ## assert on the built image and the Compose stacks (docker compose v2)
+	scripts/ensure-compose.sh
 	ZK0_IMAGE_REQUIRED=1 $(PY) -m pytest tests/image
