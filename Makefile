@@ -85,12 +85,11 @@ systemd-image:  ## build the local Debian 13 systemd image that Molecule uses
 	scripts/ensure-docker.sh
 	scripts/build-systemd-image.sh
 
-test-roles: setup-ops systemd-image  ## Molecule test (converge, idempotence, verify) per role
-	set -e; for role in $(ROLES); do \
-	    echo "== molecule test: $$role"; \
-	    (cd roles/$$role && PATH=$(abspath $(OPS_BIN)):/usr/bin:$$PATH \
-	        DOCKER_HOST=$${DOCKER_HOST:-unix:///var/run/docker.sock} molecule test); \
-	done
+test-roles: $(addprefix test-role-,$(ROLES))  ## Molecule test (converge, idempotence, verify) per role; -j3 -O runs them side by side
+
+test-role-%: setup-ops systemd-image  ## Molecule test of one role, e.g. make test-role-docker
+	cd roles/$* && PATH=$(abspath $(OPS_BIN)):/usr/bin:$$PATH \
+	    DOCKER_HOST=$${DOCKER_HOST:-unix:///var/run/docker.sock} molecule test
 
 # --- container image (docker/Dockerfile): local base, zk0 image, image tests ---
 ZK0_BASE_IMAGE ?= zk0-base:py3.12-bookworm
