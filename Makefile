@@ -39,6 +39,9 @@ test-integration: setup  ## real Flower simulation with the tiny SmolVLA
 test-deploy: setup  ## loopback deployment: real TLS SuperLink + SuperNodes with node auth, faults, rejections
 	$(PY) -m pytest tests/integration/deploy
 
+test-deploy: setup  ## loopback deployment: real TLS SuperLink + SuperNodes with node auth, faults, rejections
+	$(PY) -m pytest tests/integration/deploy
+
 bench: setup  ## print benchmark figures
 	$(PY) -m bench
 
