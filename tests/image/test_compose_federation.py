@@ -1,0 +1,144 @@
+"""A federation from the Compose stacks on one Docker host: the server stack and two client
+stacks (tiny SmolVLA, synthetic SO-100 datasets, TLS + SuperNode auth), one round submitted by
+the admin with `flwr run` from the host; it must finish with a checkpoint and per-round
+metrics on the server's outputs volume.
+
+The client containers reach the SuperLink through the host's docker0 address, where the
+server stack publishes its port (the SuperLink certificate names that address).
+"""
+
+import json
+import os
+import subprocess
+import time
+import uuid
+
+import pytest
+from image_helpers import DOCKER, IMAGE, ROOT, docker
+
+COMPOSE = ROOT / "docker" / "compose"
+RUNTIME_UID = 49999
+CONNECTION = "zk0-compose-test"
+RUN = {"model": "tiny", "local-steps": 3, "batch-size": 4, "eval-batches": 1, "min-nodes": 2,
+       "num-server-rounds": 1, "output-dir": "/home/zk0/outputs", "run-name": "compose"}
+
+pytestmark = pytest.mark.timeout(900)
+
+
+def compose(project: str, file: str, env: dict[str, str], *args: str, timeout=300):
+    return subprocess.run(
+        [DOCKER, "compose", "-p", project, "-f", str(COMPOSE / file), *args],
+        capture_output=True, text=True, timeout=timeout, env={**os.environ, **env}, check=False,
+    )
+
+
+def docker0_address() -> str:
+    out = subprocess.run(["ip", "-4", "-o", "addr", "show", "docker0"], capture_output=True,
+                         text=True, check=True).stdout
+    return out.split()[3].split("/")[0]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def container_id(project: str, service: str) -> str:
+    return docker("ps", "-aq", "--filter", f"label=com.docker.compose.project={project}",
+                  "--filter", f"label=com.docker.compose.service={service}").stdout.split()[0]
+
+
+def test_one_round_across_two_client_stacks(image, tmp_path):
+    if docker("compose", "version", check=False).returncode != 0:
+        pytest.skip("docker compose v2 missing (scripts/ensure-compose.sh)")
+    from zk0.data.synthetic import SyntheticDatasetConfig, write_synthetic_dataset
+    from zk0.deploy import connection, enrollment, launch, pki
+    from zk0.deploy.loopback import flwr_json
+
+    host = docker0_address()
+    port = free_port()
+    creds = tmp_path / "pki"
+    pki.create_ca(creds / "ca")
+    server = pki.create_superlink_cert(creds / "superlink", [host], creds / "ca")
+    os.chown(server.key, RUNTIME_UID, RUNTIME_UID)
+    tag = uuid.uuid4().hex[:6]
+    started: list[tuple[str, str, dict]] = []
+    admin_home = tmp_path / "admin"
+    admin_env = launch.flower_env(admin_home)
+    try:
+        server_env = {"ZK0_IMAGE": IMAGE, "ZK0_CERTS_DIR": str(server.cert.parent),
+                      "ZK0_TLS_KEY_FILE": str(server.key), "ZK0_SUPERLINK_BIND": host,
+                      "ZK0_SUPERLINK_PORT": str(port), "ZK0_HF_HUB_OFFLINE": "1"}
+        # server.yml mounts ca.pem from ZK0_CERTS_DIR next to superlink.pem
+        (server.cert.parent / "ca.pem").write_bytes(server.ca_cert.read_bytes())
+        project = f"zk0-fed-{tag}-server"
+        started.append((project, "server.yml", server_env))
+        result = compose(project, "server.yml", server_env, "up", "-d")
+        assert result.returncode == 0, result.stderr
+        launch.wait_for_port(host, port, 180)
+        connection.write_connection(CONNECTION, f"{host}:{port}", server.ca_cert, home=admin_home)
+
+        for index, name in enumerate(("a", "b"), start=1):
+            key = pki.create_node_key(creds / "nodes" / name)
+            os.chown(key.private_key, RUNTIME_UID, RUNTIME_UID)
+            old = os.environ.get("FLWR_HOME")
+            os.environ["FLWR_HOME"] = str(admin_home)
+            try:
+                deadline = time.monotonic() + 120
+                while True:  # the Control API may answer a little after the port opens
+                    try:
+                        enrollment.register(key.public_key, CONNECTION)
+                        break
+                    except Exception:
+                        if time.monotonic() > deadline:
+                            raise
+                        time.sleep(3)
+            finally:
+                if old is None:
+                    os.environ.pop("FLWR_HOME", None)
+                else:
+                    os.environ["FLWR_HOME"] = old
+            dataset = write_synthetic_dataset(
+                tmp_path / "datasets" / name,
+                SyntheticDatasetConfig(episodes=4, frames_per_episode=20, seed=index),
+            )
+            subprocess.run(["chmod", "-R", "a+rX", str(tmp_path)], check=True)
+            client_env = {"ZK0_IMAGE": IMAGE, "ZK0_SUPERLINK": f"{host}:{port}",
+                          "ZK0_CA_CERT": str(server.ca_cert),
+                          "ZK0_NODE_KEY_FILE": str(key.private_key),
+                          "ZK0_DATASET_DIR": str(dataset), "ZK0_HF_HUB_OFFLINE": "1"}
+            project = f"zk0-fed-{tag}-client-{name}"
+            started.append((project, "client.yml", client_env))
+            result = compose(project, "client.yml", client_env, "up", "-d")
+            assert result.returncode == 0, result.stderr
+
+        submitted = flwr_json(["run", str(ROOT), CONNECTION, "--run-config",
+                               launch.format_node_config(RUN)], admin_env, timeout=300)
+        assert submitted.get("success"), submitted
+        run_id = int(submitted["run-id"])
+        deadline = time.monotonic() + 720
+        info: dict = {}
+        while time.monotonic() < deadline:
+            listing = flwr_json(["ls", CONNECTION, "--run-id", str(run_id)], admin_env)
+            info = listing.get("runs", [{}])[0]
+            if str(info.get("status", "")).startswith("finished"):
+                break
+            time.sleep(5)
+        server_id = container_id(f"zk0-fed-{tag}-server", "superlink")
+        logs = docker("logs", "--tail", "60", server_id, check=False)
+        assert info.get("status") == "finished:completed", (info, logs.stdout + logs.stderr)
+
+        found = docker("exec", server_id, "sh", "-c",
+                       "ls /home/zk0/outputs/compose/checkpoints/round_1/model.safetensors && "
+                       "cat /home/zk0/outputs/compose/metrics/round_1.json").stdout
+        assert "model.safetensors" in found
+        metrics = json.loads(found[found.index("{"):])
+        assert len(metrics["train"]["clients"]) == 2, metrics
+    finally:
+        for project, file, env in reversed(started):
+            compose(project, file, env, "down", "-v", "--timeout", "5")
+
+
