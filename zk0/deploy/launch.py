@@ -154,6 +154,11 @@ class Process:
         except ProcessLookupError:
             pass
 
+    def crash(self) -> None:
+        """SIGKILL the group (no clean shutdown) and reap it: a simulated crash."""
+        self.kill(signal.SIGKILL)
+        self.popen.wait()
+
     def stop(self, grace: float = 5.0) -> None:
         """SIGTERM the group, SIGKILL what is left after ``grace`` seconds, reap."""
         if self.alive():
@@ -207,6 +212,18 @@ def wait_for_port(host: str, port: int, timeout: float, process: Process | None 
                 return
         time.sleep(0.2)
     raise TimeoutError(f"Nothing listens on {host}:{port} after {timeout:.0f} s.")
+
+
+def wait_port_free(host: str, port: int, timeout: float) -> None:
+    """Block until nothing accepts on ``host:port`` (a previous server is really gone)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            sock.settimeout(0.5)
+            if sock.connect_ex((host, port)) != 0:
+                return
+        time.sleep(0.2)
+    raise TimeoutError(f"{host}:{port} still in use after {timeout:.0f} s.")
 
 
 def free_port(host: str = "127.0.0.1") -> int:

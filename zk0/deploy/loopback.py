@@ -98,13 +98,21 @@ class Loopback:
         )
 
     def start_superlink(self, timeout: float = 60) -> launch.Process:
+        if (old := self.processes.get("superlink")) is not None:
+            old.stop(grace=5)  # no-op when it already crashed
+        launch.wait_port_free("127.0.0.1", self.port, 30)
         name = "superlink" if not self.restarts else f"superlink-{self.restarts}"
         self.restarts += 1
         proc = launch.start(
-            name, self.superlink_spec().argv(), self.logs, launch.flower_env(self.base / "superlink" / "flwr-home", self.env)
+            name,
+            self.superlink_spec().argv(),
+            self.logs,
+            launch.flower_env(self.base / "superlink" / "flwr-home", self.env),
         )
         self.processes["superlink"] = proc
         launch.wait_for_port("127.0.0.1", self.port, timeout, proc)
+        if not proc.wait_for_output("Uvicorn running on", timeout):  # listening AND serving
+            raise TimeoutError(f"SuperLink not serving after {timeout:.0f} s:\n{proc.output()[-2000:]}")
         connection.write_connection(CONNECTION, self.address, self.creds.server.ca_cert, home=self.admin_home)
         return proc
 

@@ -1,5 +1,6 @@
-"""Faults users meet on the deployment runtime: a SuperNode dies mid-round, the SuperLink
-restarts, the network to the SuperLink is down for a while."""
+"""Faults users meet on the deployment runtime: a SuperNode dies mid-round, the SuperLink is
+down for a while. (The SuperLink crash mid-run, with resume from the latest checkpoint, is in
+test_zk0_app.py: it needs the zk0 app's checkpoints.)"""
 
 from __future__ import annotations
 
@@ -46,7 +47,7 @@ def test_supernode_killed_mid_round_then_rejoins(loopback: Loopback, tmp_path: P
             "min-nodes": 2,
             "train-seconds": 6.0,
             "fraction-evaluate": 0.0,
-            "round-timeout": 90.0,
+            "round-timeout": 40.0,  # the dead node's reply is waited for at most this long
         },
     )
     victim = loopback.processes["node2"]
@@ -63,36 +64,6 @@ def test_supernode_killed_mid_round_then_rejoins(loopback: Loopback, tmp_path: P
     later = [rounds[r]["train-nodes"] for r in ("2", "3")]
     assert any(2 in nodes for nodes in later), rounds
     assert all({0, 1} <= set(nodes) for nodes in later), rounds
-
-
-@pytest.mark.timeout(300)
-def test_superlink_restart_keeps_nodes_and_history(loopback: Loopback, tmp_path: Path) -> None:
-    loopback.start_superlink()
-    for i in range(2):
-        key = loopback.creds.node(f"node{i}")
-        loopback.register(key)
-        loopback.start_node(f"node{i}", loopback.node_spec(key, {"node-tag": i}))
-    out = tmp_path / "out"
-    first = loopback.submit(
-        NUMPY_APP, {"output-dir": str(out), "num-server-rounds": 3, "train-seconds": 3.0, "fraction-evaluate": 0.0}
-    )
-    _wait(lambda: "1" in _rounds(out), 120, "round 1", loopback)
-    loopback.processes["superlink"].kill()  # crash, not a clean stop
-    time.sleep(2)
-    loopback.start_superlink()  # same --database, same port
-    # History persisted: the interrupted run is still known to the new SuperLink.
-    info = loopback.run_info(first)
-    assert info["run-id"] == str(first)
-    # Nodes persisted: the same SuperNode processes reconnect without re-registration ...
-    for i in range(2):
-        again = loopback.register(loopback.creds.node(f"node{i}"))
-        assert not again.changed, again.message
-    # ... and a new run completes on them.
-    out2 = tmp_path / "out2"
-    second = loopback.submit(NUMPY_APP, {"output-dir": str(out2), "fraction-evaluate": 0.0})
-    info2 = loopback.wait_finished(second, timeout=200)
-    assert info2["status"] == "finished:completed", loopback.tails()
-    assert _rounds(out2)["2"]["train-nodes"] == [0, 1]
 
 
 @pytest.mark.timeout(240)
