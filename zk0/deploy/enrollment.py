@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,7 +85,8 @@ def control_client(connection: str) -> Iterator:
             f"No usable SuperLink connection {connection!r} in $FLWR_HOME/config.toml ({err}). "
             "Write one with zk0.deploy.connection.write_connection or the server playbook."
         ) from err
-    client = init_http_client_from_connection(conn)
+    with redirect_stdout(sys.stderr):  # flwr prints "Using SuperLink: ..."; keep stdout for results
+        client = init_http_client_from_connection(conn)
     try:
         yield client
     finally:

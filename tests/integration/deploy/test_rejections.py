@@ -3,6 +3,7 @@ plaintext clients. One TLS SuperLink with node auth serves the whole module."""
 
 from __future__ import annotations
 
+import json
 import socket
 import ssl
 import subprocess
@@ -12,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from zk0.deploy import launch, pki
-from zk0.deploy.loopback import Credentials, Loopback, flwr_json
+from zk0.deploy import enrollment, launch, pki
+from zk0.deploy.loopback import CONNECTION, Credentials, Loopback, flwr_json
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -105,3 +106,33 @@ def test_plaintext_admin_and_raw_http_are_refused(link: Loopback) -> None:
     result = flwr_json(["ls", "plain"], launch.flower_env(home), timeout=60)
     assert result.get("success") is False, result
     assert time.monotonic() - start < 60
+
+
+def test_enrollment_commands_are_idempotent(link: Loopback, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from zk0.cli import app
+
+    monkeypatch.setenv("FLWR_HOME", str(link.admin_home))
+    runner = CliRunner()
+    key = link.creds.node("enrolled")
+    conn = ["--superlink", CONNECTION]
+
+    def zk0(*args: str) -> tuple[int, str]:
+        result = runner.invoke(app, list(args))
+        return result.exit_code, result.stdout if "--json" in args else result.output
+
+    code, out = zk0("node", "register", str(key.public_key), *conn)
+    assert code == 0 and "registered as node" in out, out
+    code, again = zk0("node", "register", str(key.public_key), *conn)
+    assert code == 0 and "already registered" in again, again
+    code, listed = zk0("node", "list", *conn, "--json")
+    fingerprints = {n["fingerprint"]: n for n in json.loads(listed)}
+    assert code == 0 and fingerprints[enrollment.fingerprint(enrollment.load_public_key(key.public_key))]
+    code, out = zk0("node", "unregister", str(key.public_key), *conn)
+    assert code == 0 and "unregistered node" in out, out
+    code, out = zk0("node", "unregister", str(key.public_key), *conn)
+    assert code == 0 and "already unregistered" in out, out
+    # Flower keeps an unregistered key reserved: registering it again fails and says what to do.
+    code, out = zk0("node", "register", str(key.public_key), *conn)
+    assert code == 1 and "new key pair" in out, out
