@@ -38,8 +38,6 @@ def _local_repo_id(path: Path) -> str:
 
 def open_metadata(uri: DatasetURI | str):
     """Load the dataset metadata for `uri` and check it fits the SO-100/101 schema."""
-    from lerobot.datasets.lerobot_dataset import LeRobotDatasetMetadata
-
     uri = parse_dataset_uri(uri) if isinstance(uri, str) else uri
     if uri.is_local:
         path = uri.path
@@ -58,8 +56,12 @@ def open_metadata(uri: DatasetURI | str):
             json.loads(info.read_text())
         except json.JSONDecodeError as err:
             raise DatasetURIError(f"{info} is not valid JSON ({err}); the dataset is damaged") from err
-        meta = LeRobotDatasetMetadata(_local_repo_id(path), root=path)
-        name = str(path)
+    # lerobot (and torch) load only once the cheap checks have passed: a wrong path fails fast.
+    from lerobot.datasets.lerobot_dataset import LeRobotDatasetMetadata
+
+    if uri.is_local:
+        meta = LeRobotDatasetMetadata(_local_repo_id(uri.path), root=uri.path)
+        name = str(uri.path)
     else:
         meta = LeRobotDatasetMetadata(uri.repo_id, revision=uri.revision)
         name = f"hf:{uri.repo_id}"
