@@ -39,6 +39,7 @@ class FederationSettings:
     min_nodes: int
     local_steps: int
     batch_size: int
+    num_workers: int
     lr: float
     proximal_mu: float
     model: str
@@ -68,6 +69,7 @@ class FederationSettings:
             min_nodes=_get(run_config, "min-nodes", int, 2),
             local_steps=_get(run_config, "local-steps", int),
             batch_size=_get(run_config, "batch-size", int, 4),
+            num_workers=_get(run_config, "num-workers", int, 0),
             lr=_get(run_config, "lr", float),
             proximal_mu=_get(run_config, "proximal-mu", float, 0.0),
             model=_get(run_config, "model", str),
@@ -105,6 +107,7 @@ class FederationSettings:
             lr=self.lr,
             proximal_mu=proximal_mu,
             seed=self.seed * 100_003 + server_round,
+            num_workers=self.num_workers,
         )
 
     def run_dir(self) -> Path:

@@ -101,5 +101,6 @@ class NodeTrainer:
             batch_size=self.settings.batch_size,
             seed=self.settings.seed,
             max_batches=self.settings.eval_batches,
+            num_workers=self.settings.num_workers,
         )
         return NodeResult(arrays=None, metrics={"eval-loss": loss, "num-examples": float(count)})

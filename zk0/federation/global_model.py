@@ -70,6 +70,7 @@ class GlobalModel:
                 batch_size=self.settings.batch_size,
                 seed=self.settings.seed,
                 max_batches=self.settings.eval_batches,
+                num_workers=self.settings.num_workers,
             )
             losses[eval_set.name] = loss
         losses["mean"] = float(np.mean(list(losses.values())))

@@ -61,6 +61,7 @@ def _loader(dataset, batch_size: int, seed: int, shuffle: bool, num_workers: int
         generator=generator,
         drop_last=shuffle,
         num_workers=num_workers,
+        persistent_workers=num_workers > 0,  # the loader is re-iterated for every epoch
     )
 
 
@@ -92,11 +93,13 @@ def train_steps(policy, preprocessor, dataset, cfg: TrainConfig) -> TrainResult:
 
 
 @torch.no_grad()
-def evaluate_loss(policy, preprocessor, dataset, batch_size: int, seed: int, max_batches: int | None = None):
+def evaluate_loss(
+    policy, preprocessor, dataset, batch_size: int, seed: int, max_batches: int | None = None, num_workers: int = 0
+):
     """Mean flow-matching loss over `dataset`; seeded, so the same weights give the same number."""
     policy.eval()
     torch.manual_seed(seed)  # SmolVLA samples noise and time in forward()
-    loader = _loader(dataset, batch_size, seed, shuffle=False, num_workers=0)
+    loader = _loader(dataset, batch_size, seed, shuffle=False, num_workers=num_workers)
     total, count = 0.0, 0
     for batch in itertools.islice(loader, max_batches):
         batch = preprocessor(batch)
