@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager, redirect_stdout
@@ -73,8 +74,12 @@ def fingerprint(key: ec.EllipticCurvePublicKey) -> str:
 
 
 @contextmanager
-def control_client(connection: str) -> Iterator:
-    """flwr's Control API client for a named connection (as the ``flwr`` CLI builds it)."""
+def control_client(connection: str, quiet: bool = False) -> Iterator:
+    """flwr's Control API client for a named connection (as the ``flwr`` CLI builds it).
+
+    flwr prints "Using SuperLink: ..." while connecting: it goes to stderr (``quiet``: nowhere)
+    so that stdout carries only results.
+    """
     from flwr.cli.flower_config import read_superlink_connection
     from flwr.cli.utils import init_http_client_from_connection
 
@@ -85,7 +90,7 @@ def control_client(connection: str) -> Iterator:
             f"No usable SuperLink connection {connection!r} in $FLWR_HOME/config.toml ({err}). "
             "Write one with zk0.deploy.connection.write_connection or the server playbook."
         ) from err
-    with redirect_stdout(sys.stderr):  # flwr prints "Using SuperLink: ..."; keep stdout for results
+    with open(os.devnull, "w") as devnull, redirect_stdout(devnull if quiet else sys.stderr):
         client = init_http_client_from_connection(conn)
     try:
         yield client

@@ -178,7 +178,7 @@ class Loopback:
         """``status:sub-status`` of a run, read in-process (cheap enough to poll)."""
         from flwr.proto.control_pb2 import ListRunsRequest  # pylint: disable=E0611
 
-        with self.as_admin(), enrollment.control_client(CONNECTION) as client:
+        with self.as_admin(), enrollment.control_client(CONNECTION, quiet=True) as client:
             run = client.ListRuns(ListRunsRequest(run_id=run_id)).run_dict[run_id]
         status = run.status
         return f"{status.status}:{status.sub_status}" if status.sub_status else status.status

@@ -20,7 +20,14 @@ from .conftest import REPO
 pytestmark = pytest.mark.slow
 
 # Small enough for 2 CPU cores; every key exists in the app's [tool.flwr.app.config].
-RUN = {"model": "tiny", "local-steps": 3, "batch-size": 4, "eval-batches": 1, "min-nodes": 2}
+RUN = {
+    "model": "tiny",
+    "local-steps": 3,
+    "batch-size": 4,
+    "eval-batches": 1,
+    "min-nodes": 2,
+    "server-eval-datasets": "synthetic:server-eval-a",
+}
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +99,7 @@ def test_superlink_crash_then_resume_from_latest_checkpoint(
     _start_nodes(fed, {k: v for k, v in datasets.items() if k != "c"})
     out = tmp_path / "outputs"
     run_dir = out / "resume"
-    config = {**RUN, "num-server-rounds": 3, "output-dir": str(out), "run-name": "resume"}
+    config = {**RUN, "num-server-rounds": 2, "output-dir": str(out), "run-name": "resume"}
     first = fed.submit(REPO, config)
     deadline = time.monotonic() + 420
     while not (run_dir / "metrics" / "round_1.json").is_file():
@@ -111,6 +118,5 @@ def test_superlink_crash_then_resume_from_latest_checkpoint(
     info = fed.wait_finished(second, timeout=480)
     assert info["status"] == "finished:completed", fed.tails()
     assert _metrics(run_dir, 1) == round1, "a completed round was redone"
-    for r in (2, 3):
-        assert len(_metrics(run_dir, r)["train"]["clients"]) == 2
-        assert (run_dir / "checkpoints" / f"round_{r}" / "model.safetensors").is_file()
+    assert len(_metrics(run_dir, 2)["train"]["clients"]) == 2  # round 2 trained after the resume
+    assert (run_dir / "checkpoints" / "round_2" / "model.safetensors").is_file()
