@@ -82,13 +82,21 @@ lock-ops:  ## re-resolve requirements/ops.txt from requirements/ops.in
 	    --python-platform x86_64-manylinux_2_28 -o requirements/ops.txt
 
 lint-ansible: setup-ops  ## ansible-lint --profile production over roles (and playbooks)
-	PATH=$(abspath $(OPS_BIN)):$$PATH $(OPS_BIN)/ansible-lint --profile production roles
+	PATH=$(abspath $(OPS_BIN)):$$PATH $(OPS_BIN)/ansible-lint --profile production roles playbooks
 
 systemd-image:  ## build the local Debian 13 systemd image that Molecule uses
 	scripts/ensure-docker.sh
 	scripts/build-systemd-image.sh
 
 test-roles: $(addprefix test-role-,$(ROLES))  ## Molecule test (converge, idempotence, verify) per role; -j3 -O runs them side by side
+
+# superlink and supernode drive the host's Docker (socket mounted into the Molecule instance)
+# and need the zk0 image there; not part of test-roles yet.
+.PHONY: zk0-image-present
+test-role-superlink test-role-supernode: zk0-image-present  ## Molecule test of the deployment roles (host Docker, zk0 image)
+
+zk0-image-present:
+	docker image inspect $${ZK0_IMAGE:-zk0:0.4.0} >/dev/null 2>&1 || $(MAKE) image
 
 test-role-%: setup-ops systemd-image  ## Molecule test of one role, e.g. make test-role-docker
 	cd roles/$* && PATH=$(abspath $(OPS_BIN)):/usr/bin:$$PATH \
