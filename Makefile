@@ -28,16 +28,13 @@ lock:  ## re-resolve requirements/lock.txt from pyproject.toml
 	$(UV) pip compile -q pyproject.toml --extra dev --python-version 3.12 \
 	    --python-platform x86_64-manylinux_2_28 -o requirements/lock.txt
 
-test: test-unit test-integration  ## every test tier (what CI runs)
+test: lint test-unit test-integration test-deploy test-image test-roles  ## every test tier (what CI runs)
 
 test-unit: setup  ## pure logic, seconds
 	$(PY) -m pytest tests/unit
 
 test-integration: setup  ## real Flower simulation with the tiny SmolVLA
-	$(PY) -m pytest tests/integration
-
-test-deploy: setup  ## loopback deployment: real TLS SuperLink + SuperNodes with node auth, faults, rejections
-	$(PY) -m pytest tests/integration/deploy
+	$(PY) -m pytest tests/integration --ignore=tests/integration/deploy
 
 test-deploy: setup  ## loopback deployment: real TLS SuperLink + SuperNodes with node auth, faults, rejections
 	$(PY) -m pytest tests/integration/deploy
@@ -65,7 +62,7 @@ clean:  ## remove build outputs (keeps .venv)
 # --- operator tooling and role tests (Ansible, ansible-lint, Molecule; no torch) ---
 VENV_OPS := .venv-ops
 OPS_BIN  := $(VENV_OPS)/bin
-ROLES    := docker nvidia tailscale
+ROLES    := docker nvidia tailscale superlink supernode
 
 .PHONY: setup-ops lock-ops lint-ansible test-roles systemd-image
 
@@ -91,7 +88,7 @@ systemd-image:  ## build the local Debian 13 systemd image that Molecule uses
 test-roles: $(addprefix test-role-,$(ROLES))  ## Molecule test (converge, idempotence, verify) per role; -j3 -O runs them side by side
 
 # superlink and supernode drive the host's Docker (socket mounted into the Molecule instance)
-# and need the zk0 image there; not part of test-roles yet.
+# and need the zk0 image there (built by `make image` when missing).
 .PHONY: zk0-image-present
 test-role-superlink test-role-supernode: zk0-image-present  ## Molecule test of the deployment roles (host Docker, zk0 image)
 
