@@ -88,7 +88,11 @@ def start_sim_superlink(home: Path | None = None, port: int | None = None, timeo
         "--database", str(state / "state.db"),
     ]  # fmt: skip
     process = start("sim-superlink", argv, state, flower_env(home))
-    wait_for_port("127.0.0.1", port, timeout=timeout, process=process)
+    try:
+        wait_for_port("127.0.0.1", port, timeout=timeout, process=process)
+    except (TimeoutError, RuntimeError):
+        process.stop()  # never leave a half-started SuperLink behind
+        raise
     (state / "superlink.pid").write_text(str(process.pid))
     return process.pid
 
