@@ -17,7 +17,8 @@ help:  ## list targets
 
 $(VENV)/.installed: requirements/lock.txt pyproject.toml
 	test -x $(PY) || $(PYTHON312) -m venv $(VENV)
-	test -x $(UV) || { $(PY) -m ensurepip -q && $(PY) -m pip install -q --disable-pip-version-check uv==0.13.8; }
+	test -x $(UV) || { $(PY) -m pip --version >/dev/null 2>&1 || $(PY) -m ensurepip >/dev/null; \
+	    $(PY) -m pip install -q --disable-pip-version-check uv==0.13.8; }
 	$(UV) pip sync -q -p $(PY) requirements/lock.txt
 	$(UV) pip install -q -p $(PY) --no-deps -e .
 	touch $@
