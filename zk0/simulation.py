@@ -13,13 +13,9 @@ import json
 import os
 import signal
 import subprocess
-import tempfile
-import tomllib
 from pathlib import Path
 
-import tomli_w
-
-from zk0.deploy.connection import CONFIG_FILE, flwr_home
+from zk0.deploy.connection import flwr_home, update_connection
 from zk0.deploy.launch import flower_bin, flower_env, start, wait_for_port
 
 LOCAL_ADDRESS = ":local:"  # flwr's marker for "the local simulation SuperLink"
@@ -32,18 +28,7 @@ def local_superlink_port() -> int:
 
 def write_sim_connection(name: str, home: Path | None = None) -> Path:
     """Add `[superlink.<name>]` pointing at the local simulation SuperLink."""
-    home = Path(home) if home else flwr_home()
-    path = home / CONFIG_FILE
-    data = tomllib.loads(path.read_text()) if path.exists() else {}
-    superlink = data.setdefault("superlink", {})
-    superlink.setdefault("default", name)
-    superlink[name] = {"address": LOCAL_ADDRESS}
-    home.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=home, prefix=".config.", suffix=".tmp")
-    with os.fdopen(fd, "wb") as handle:
-        tomli_w.dump(data, handle)
-    os.replace(tmp, path)
-    return path
+    return update_connection(name, {"address": LOCAL_ADDRESS}, home, make_default=False)
 
 
 def configure_simulation(connection: str, num_supernodes: int, cpus_per_node: int, gpus_per_node: float,

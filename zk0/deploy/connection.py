@@ -45,6 +45,11 @@ def write_connection(
     ca = Path(root_certificates).expanduser().resolve()
     if not ca.is_file():
         raise FileNotFoundError(f"CA certificate {ca} does not exist: copy the federation's ca.pem there.")
+    return update_connection(name, {"address": address, "root-certificates": str(ca)}, home, make_default)
+
+
+def update_connection(name: str, table: dict, home: Path | None = None, make_default: bool = True) -> Path:
+    """Set ``[superlink.<name>]`` to ``table``, keeping the rest of the file; atomic, 0600."""
     home = Path(home) if home else flwr_home()
     path = home / CONFIG_FILE
     data: dict = {}
@@ -54,7 +59,7 @@ def write_connection(
         except tomllib.TOMLDecodeError as err:
             raise ValueError(f"{path} is not valid TOML ({err}); fix or move it away.") from err
     superlink = data.setdefault("superlink", {})
-    superlink[name] = {"address": address, "root-certificates": str(ca)}
+    superlink[name] = table
     if make_default or "default" not in superlink:
         superlink["default"] = name
     home.mkdir(parents=True, exist_ok=True)
