@@ -63,7 +63,6 @@ def _lerobot_loop(policy, pre, dataset, steps, batch):
     import itertools
 
     from accelerate import Accelerator
-    from lerobot.optim.factory import make_optimizer_and_scheduler  # noqa: F401  (same preset path)
     from lerobot.scripts.lerobot_train import update_policy
     from lerobot.utils.logging_utils import AverageMeter, MetricsTracker
 
