@@ -1,0 +1,301 @@
+"""Find the shipped playbooks and Ansible, write an inventory, run ansible-playbook for real.
+
+Decisions:
+
+- **Playbooks travel with the package.** The wheel carries ``roles/``, ``playbooks/`` and
+  ``ansible.cfg`` under ``zk0/_ops/`` (hatch ``force-include`` in pyproject.toml), so
+  ``pipx install`` gives an operator the same roles the admin uses. In a source checkout
+  (editable install) they are read from the checkout itself. ``$ZK0BOT_ASSETS`` overrides both.
+- **Ansible** comes from the ``operator`` extra (``pip install 'zk0[operator]'``: the
+  ``ansible`` package pinned as in requirements/ops.in, with the collections the roles use).
+  Looked up in order: ``$ZK0BOT_ANSIBLE_PLAYBOOK``, next to this Python (pipx venv), PATH,
+  a checkout's ``.venv-ops``.
+- **The inventory is generated** (JSON, which Ansible's yaml inventory plugin reads) with one
+  host: ``localhost`` over ``ansible_connection: local``, or a machine over SSH
+  (``--host user@addr``). Non-secret variables go into the inventory; secrets into a 0600
+  extra-vars file removed after the run.
+- **Output**: the full ansible-playbook output goes to a log file; the terminal shows a
+  spinner with the current task (or everything with ``--verbose``) and, on failure, the
+  failed task and its message.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from zk0.bot.errors import BotError, ExitCode
+from zk0.bot.state import write_private
+
+ANSIBLE_VERSION_HINT = (
+    "pipx install 'zk0[operator]' (scripts/install-zk0bot.sh does it), or `make setup-ops` in a checkout"
+)
+
+
+# ---------------------------------------------------------------- assets and tools
+
+
+def assets_dir() -> Path:
+    """Directory holding ``playbooks/``, ``roles/`` and ``ansible.cfg``."""
+    import zk0
+
+    package = Path(zk0.__file__).resolve().parent
+    candidates = []
+    if os.environ.get("ZK0BOT_ASSETS"):
+        candidates.append(Path(os.environ["ZK0BOT_ASSETS"]).expanduser())
+    candidates += [package / "_ops", package.parent]
+    for path in candidates:
+        if (path / "playbooks" / "client.yml").is_file() and (path / "roles" / "supernode").is_dir():
+            return path
+    raise BotError(
+        f"The zk0 playbooks are not installed (looked in {', '.join(map(str, candidates))})",
+        "reinstall zk0bot from a wheel built by this project, or set ZK0BOT_ASSETS to a zk0 checkout",
+        ExitCode.NOT_FOUND,
+    )
+
+
+def _tool(name: str, env_var: str) -> Path:
+    import zk0
+
+    explicit = os.environ.get(env_var)
+    candidates = [Path(explicit)] if explicit else []
+    candidates.append(Path(sys.executable).parent / name)
+    if found := shutil.which(name):
+        candidates.append(Path(found))
+    candidates.append(Path(zk0.__file__).resolve().parents[1] / ".venv-ops" / "bin" / name)
+    for path in candidates:
+        if path.is_file() and os.access(path, os.X_OK):
+            return path
+    raise BotError(f"{name} is not installed", f"install Ansible with {ANSIBLE_VERSION_HINT}", ExitCode.MISSING_TOOL)
+
+
+def ansible_playbook() -> Path:
+    return _tool("ansible-playbook", "ZK0BOT_ANSIBLE_PLAYBOOK")
+
+
+def ansible_adhoc() -> Path:
+    """The ``ansible`` command that sits next to the ansible-playbook in use."""
+    sibling = ansible_playbook().parent / "ansible"
+    if sibling.is_file():
+        return sibling
+    return _tool("ansible", "ZK0BOT_ANSIBLE")
+
+
+# ---------------------------------------------------------------- targets and inventory
+
+
+@dataclass(frozen=True)
+class Target:
+    """The machine a playbook runs against: this one, or ``[user@]address`` over SSH."""
+
+    spec: str = ""  # "" = this machine
+    ssh_port: int | None = None
+    ssh_key: Path | None = None
+
+    @property
+    def local(self) -> bool:
+        return not self.spec
+
+    @property
+    def name(self) -> str:
+        """Inventory hostname: also the name of the fetched ``<name>.pub``."""
+        return "localhost" if self.local else self.spec.rsplit("@", 1)[-1]
+
+    def host_vars(self) -> dict[str, object]:
+        if self.local:
+            return {"ansible_connection": "local"}
+        user, _, address = self.spec.rpartition("@")
+        if not re.fullmatch(r"[A-Za-z0-9_.:\-\[\]]+", address) or (user and not re.fullmatch(r"[\w.\-]+", user)):
+            raise BotError(f"--host {self.spec!r} is not [user@]address", "use e.g. --host root@10.0.0.5",
+                           ExitCode.USAGE)  # fmt: skip
+        hv: dict[str, object] = {"ansible_host": address.strip("[]")}
+        if user:
+            hv["ansible_user"] = user
+        if self.ssh_port:
+            hv["ansible_port"] = self.ssh_port
+        if self.ssh_key:
+            hv["ansible_ssh_private_key_file"] = str(Path(self.ssh_key).expanduser().resolve())
+        return hv
+
+
+def parse_vars(pairs: list[str]) -> dict[str, object]:
+    """``--var KEY=VALUE`` (VALUE parsed as JSON when it is JSON: numbers, booleans, lists)."""
+    out: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+            raise BotError(f"--var {pair!r} is not KEY=VALUE", "write it as --var name=value", ExitCode.USAGE)
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def write_inventory(path: Path, group: str, target: Target, group_vars: dict[str, object]) -> Path:
+    inventory = {"all": {"children": {group: {"hosts": {target.name: target.host_vars()}, "vars": group_vars}}}}
+    write_private(path, json.dumps(inventory, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+# ---------------------------------------------------------------- running
+
+
+@dataclass
+class PlaybookResult:
+    rc: int
+    log: Path
+    tasks: list[str] = field(default_factory=list)
+    recap: dict[str, dict[str, int]] = field(default_factory=dict)
+    failure: str = ""  # the failed task and its message, when rc != 0
+
+    @property
+    def ok(self) -> bool:
+        return self.rc == 0
+
+
+_TASK = re.compile(r"^TASK \[(?P<name>.*)\] \**$")
+_RECAP = re.compile(r"^(?P<host>\S+)\s+:\s+(?P<counts>(?:\w+=\d+\s*)+)$")
+
+
+def _environment(assets: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        ANSIBLE_CONFIG=str(assets / "ansible.cfg"),
+        ANSIBLE_ROLES_PATH=str(assets / "roles"),
+        ANSIBLE_NOCOLOR="1",
+        ANSIBLE_FORCE_COLOR="0",
+        ANSIBLE_RETRY_FILES_ENABLED="0",
+        ANSIBLE_HOST_KEY_CHECKING=env.get("ANSIBLE_HOST_KEY_CHECKING", "True"),
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+def _failure_text(lines: list[str]) -> str:
+    """The first failed task and its ``msg`` from ansible's default (yaml-format) output."""
+    task = ""
+    for i, line in enumerate(lines):
+        if m := _TASK.match(line):
+            task = m.group("name")
+        if line.startswith(("fatal:", "failed:")):
+            block = lines[i : i + 40]
+            msg = next((b.split("msg:", 1)[1].strip() for b in block if b.strip().startswith("msg:")), "")
+            if msg in ("", "|-", ">-", "|", ">"):  # a block scalar: take the following indented lines
+                start = next((j for j, b in enumerate(block) if b.strip().startswith("msg:")), 0) + 1
+                msg = " ".join(b.strip() for b in block[start:] if b.startswith("    "))[:600]
+            return f"task '{task}' failed: {msg or line.strip()}"
+    return ""
+
+
+def run_playbook(
+    playbook: str,
+    inventory: Path,
+    log_dir: Path,
+    secrets: dict[str, object] | None = None,
+    check: bool = False,
+    ask_become_pass: bool = False,
+    verbose: bool = False,
+    status=None,
+) -> PlaybookResult:
+    """Run ``playbooks/<playbook>`` against ``inventory``; the whole output goes to a log file."""
+    assets = assets_dir()
+    book = assets / "playbooks" / playbook
+    argv = [str(ansible_playbook()), "-i", str(inventory), str(book)]
+    if check:
+        argv += ["--check", "--diff"]
+    if ask_become_pass:
+        argv.append("--ask-become-pass")
+    log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    log = log_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-{Path(playbook).stem}{'-check' if check else ''}.log"
+    secrets_file: Path | None = None
+    if secrets:
+        # The secret values go through a 0600 file, never argv (visible in ps) nor the log.
+        fd, name = tempfile.mkstemp(dir=log_dir, prefix=".secrets-", suffix=".json")
+        os.close(fd)
+        secrets_file = Path(name)
+        write_private(secrets_file, json.dumps(secrets))
+        argv += ["-e", f"@{secrets_file}"]
+    result = PlaybookResult(rc=1, log=log)
+    lines: list[str] = []
+    try:
+        with log.open("w", encoding="utf-8") as fh:
+            os.chmod(log, 0o600)
+            fh.write(f"$ {shlex.join(argv)}\n")
+            proc = subprocess.Popen(
+                argv,
+                cwd=assets,
+                env=_environment(assets),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                stdin=None if ask_become_pass else subprocess.DEVNULL,
+                text=True,
+                bufsize=1,
+            )
+            assert proc.stdout is not None
+            for raw in proc.stdout:
+                line = raw.rstrip("\n")
+                fh.write(raw)
+                lines.append(line)
+                if verbose:
+                    print(line, flush=True)
+                if m := _TASK.match(line):
+                    result.tasks.append(m.group("name"))
+                    if status is not None:
+                        status.update(f"[{len(result.tasks)}] {m.group('name')}")
+            result.rc = proc.wait()
+    finally:
+        if secrets_file is not None:
+            secrets_file.unlink(missing_ok=True)
+    in_recap = False
+    for line in lines:
+        if line.startswith("PLAY RECAP"):
+            in_recap = True
+        elif in_recap and (m := _RECAP.match(line.strip())):
+            result.recap[m.group("host")] = {k: int(v) for k, v in (kv.split("=") for kv in m.group("counts").split())}
+    if result.rc != 0:
+        result.failure = _failure_text(lines) or "\n".join(lines[-15:])
+    return result
+
+
+def run_remote(
+    inventory: Path, argv: list[str], chdir: str, become: bool = True, ask_become_pass: bool = False
+) -> dict[str, dict]:
+    """Run one command on the inventory's hosts with ``ansible -m command``; results per host.
+
+    Results come from ansible's ``--tree`` output (JSON per host), so nothing is parsed out of
+    human-readable text.
+    """
+    assets = assets_dir()
+    with tempfile.TemporaryDirectory(prefix="zk0bot-tree-") as tree:
+        cmd = [
+            str(ansible_adhoc()), "all", "-i", str(inventory), "-m", "ansible.builtin.command",
+            "-a", f"{shlex.join(argv)} chdir={shlex.quote(chdir)}", "--tree", tree,
+        ]  # fmt: skip
+        if become:
+            cmd.append("--become")
+        if ask_become_pass:
+            cmd.append("--ask-become-pass")
+        proc = subprocess.run(
+            cmd, cwd=assets, env=_environment(assets), capture_output=True, text=True, check=False,
+            stdin=None if ask_become_pass else subprocess.DEVNULL,
+        )  # fmt: skip
+        results = {}
+        for path in Path(tree).iterdir():
+            results[path.name] = json.loads(path.read_text(encoding="utf-8"))
+    if not results:
+        raise BotError(
+            f"ansible could not reach the host ({(proc.stdout + proc.stderr).strip()[-300:]})",
+            "check --host, SSH access and sudo rights",
+            ExitCode.UNREACHABLE,
+        )
+    return results

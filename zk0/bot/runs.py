@@ -1,0 +1,112 @@
+"""`zk0bot server run`: submit the zk0 apps with ``flwr run --stream`` and show round progress.
+
+The app bundle (FAB) is built by ``flwr run`` from an app directory: a zk0 checkout when
+zk0bot runs from one, otherwise a staging directory made from the installed package plus
+the ``pyproject.toml`` the wheel ships (``zk0/_ops/app/``), so a pipx install can submit
+runs too. The run's status comes from the SuperLink afterwards (``flwr ls``), so the exit
+code says whether the run completed, not only whether the stream ended.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from zk0.bot.errors import BotError, ExitCode
+
+_ROUND = re.compile(r"\[ROUND (\d+)/(\d+)\]")
+_STARTED = re.compile(r"Successfully started run (\d+)")
+
+
+def flwr_bin() -> str:
+    candidate = Path(sys.executable).parent / "flwr"
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which("flwr")
+    if not found:
+        raise BotError("flwr is not installed", "install zk0bot with `pipx install 'zk0[operator]'`",
+                       ExitCode.MISSING_TOOL)  # fmt: skip
+    return found
+
+
+@contextmanager
+def app_dir(explicit: Path | None = None) -> Iterator[Path]:
+    """The directory ``flwr run`` builds the FAB from (see the module docstring)."""
+    import zk0
+
+    if explicit is not None:
+        if not (Path(explicit) / "pyproject.toml").is_file():
+            raise BotError(f"{explicit} has no pyproject.toml", "pass --app a zk0 checkout", ExitCode.NOT_FOUND)
+        yield Path(explicit)
+        return
+    package = Path(zk0.__file__).resolve().parent
+    checkout = package.parent
+    if (checkout / "pyproject.toml").is_file() and 'name = "zk0"' in (checkout / "pyproject.toml").read_text():
+        yield checkout
+        return
+    shipped = package / "_ops" / "app" / "pyproject.toml"
+    if not shipped.is_file():
+        raise BotError("The installed zk0 has no app pyproject.toml", "pass --app PATH_TO_A_ZK0_CHECKOUT",
+                       ExitCode.NOT_FOUND)  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="zk0bot-app-") as tmp:
+        stage = Path(tmp)
+        shutil.copyfile(shipped, stage / "pyproject.toml")
+        shutil.copytree(package, stage / "zk0", ignore=shutil.ignore_patterns("_ops", "__pycache__", "*.pyc"))
+        yield stage
+
+
+@dataclass
+class RunOutcome:
+    run_id: int | None
+    rounds_seen: int
+    status: str  # e.g. "finished:completed"; "" when unknown
+    rc: int
+
+
+def run_status(run_id: int, connection: str) -> str:
+    proc = subprocess.run([flwr_bin(), "ls", connection, "--run-id", str(run_id), "--format", "json"],
+                          capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    try:
+        data = json.loads(proc.stdout[proc.stdout.index("{") :])
+        return str(data["runs"][0]["status"])
+    except (ValueError, KeyError, IndexError):
+        return ""
+
+
+def submit(
+    connection: str,
+    rounds: int | None,
+    run_config: list[str],
+    app: Path | None = None,
+    on_line: Callable[[str], None] = lambda line: None,
+    on_round: Callable[[int, int], None] = lambda current, total: None,
+) -> RunOutcome:
+    """``flwr run APP CONNECTION --stream`` with the overrides; calls back per line and per round."""
+    overrides = [f"num-server-rounds={rounds}"] if rounds else []
+    with app_dir(app) as directory:
+        argv = [flwr_bin(), "run", str(directory), connection, "--stream"]
+        for item in [*run_config, *overrides]:
+            argv += ["--run-config", item]
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                text=True, bufsize=1)  # fmt: skip
+        run_id, rounds_seen = None, 0
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            line = raw.rstrip("\n")
+            on_line(line)
+            if run_id is None and (m := _STARTED.search(line)):
+                run_id = int(m.group(1))
+            if m := _ROUND.search(line):
+                rounds_seen = int(m.group(1))
+                on_round(rounds_seen, int(m.group(2)))
+        rc = proc.wait()
+    status = run_status(run_id, connection) if run_id is not None else ""
+    return RunOutcome(run_id, rounds_seen, status, rc)

@@ -1,0 +1,254 @@
+"""`zk0bot server ...`: the admin's SuperLink, its enrolled nodes and its admin connection.
+
+``server start`` runs ``playbooks/server.yml`` (docker, nvidia when asked, tailscale,
+superlink roles) against this machine or ``--host``, with the federation CA kept on the
+admin's machine in the zk0bot state dir (``server/pki``; ``ca.key`` never leaves it), then
+writes the admin's flwr connection (``$FLWR_HOME/config.toml``, default name ``zk0``).
+
+Enrollment decision: the enrolled nodes are a list in the state dir (``server/nodes.json``
++ ``server/node-keys/<name>.pub``) that becomes the role's ``superlink_authorized_nodes``.
+``server enroll`` records the key there *and* registers it at once through the admin's
+connection (zk0.deploy.enrollment: idempotent, a second enroll is a no-op). Both, because
+the superlink role unregisters every key not in its list on each run, and Flower 1.42 keeps
+an unregistered key reserved forever: a key registered only through the Control API would be
+burnt by the next ``server start``. ``server remove`` drops it from the list and unregisters.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from zk0.bot import playbook
+from zk0.bot.client import DEFAULT_IMAGE
+from zk0.bot.errors import BotError, ExitCode
+from zk0.bot.state import load_json, save_json, side_dir
+
+GROUP = "zk0_server"
+SERVICE = "superlink"
+DEFAULT_CONNECTION = "zk0"
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,62}")
+
+
+@dataclass
+class ServerSettings:
+    host: str = ""
+    ssh_port: int | None = None
+    ssh_key: str = ""
+    image: str = DEFAULT_IMAGE
+    image_source: str = "pull"
+    sans: list[str] = field(default_factory=list)
+    port: int = 8000
+    address: str = ""  # how the admin reaches the SuperLink; default: first SAN + port
+    connection: str = DEFAULT_CONNECTION
+    config_dir: str = "/etc/zk0/server"
+    wandb_mode: str = "offline"
+    extra_vars: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def target(self) -> playbook.Target:
+        return playbook.Target(self.host, self.ssh_port, Path(self.ssh_key) if self.ssh_key else None)
+
+    @property
+    def admin_address(self) -> str:
+        if self.address:
+            return self.address
+        first = self.sans[0] if self.sans else (self.target.name if not self.target.local else "127.0.0.1")
+        return f"{first}:{self.port}"
+
+
+def settings_path(base: Path | None = None) -> Path:
+    return side_dir("server", base) / "settings.json"
+
+
+def load_settings(base: Path | None = None) -> ServerSettings | None:
+    data = load_json(settings_path(base), None)
+    if data is None:
+        return None
+    known = {f.name for f in fields(ServerSettings)}
+    return ServerSettings(**{k: v for k, v in data.items() if k in known})  # type: ignore[union-attr]
+
+
+def merge(saved: ServerSettings | None, **given: object) -> ServerSettings:
+    base = asdict(saved) if saved else {}
+    base.update({k: v for k, v in given.items() if v not in (None, "", [], {})})
+    return ServerSettings(**base)
+
+
+# ---------------------------------------------------------------- enrolled nodes (the list is the truth)
+
+
+def nodes_path(base: Path | None = None) -> Path:
+    return side_dir("server", base) / "nodes.json"
+
+
+def enrolled(base: Path | None = None) -> list[dict[str, str]]:
+    return list(load_json(nodes_path(base), []))  # type: ignore[arg-type]
+
+
+def group_vars(s: ServerSettings, base: Path | None = None) -> dict[str, object]:
+    side = side_dir("server", base)
+    sans = s.sans or ([s.target.name] if not s.target.local else ["localhost"])
+    gv: dict[str, object] = {
+        "superlink_image": s.image,
+        "superlink_image_source": s.image_source,
+        "superlink_cert_sans": sans,
+        "superlink_port": s.port,
+        "superlink_config_dir": s.config_dir,
+        "superlink_pki_dir": f"{s.config_dir}/pki",
+        "superlink_pki_local_dir": str(side / "pki"),
+        "superlink_authorized_nodes": [{"name": n["name"], "public_key_file": n["key_file"]} for n in enrolled(base)],
+        "superlink_unregister_unlisted": True,
+        "superlink_wandb_mode": s.wandb_mode,
+        "tailscale_enabled": False,
+    }
+    gv.update(s.extra_vars)
+    return gv
+
+
+def start(s: ServerSettings, secrets: dict[str, str], base: Path | None = None, check: bool = False,
+          ask_become_pass: bool = False, verbose: bool = False, status=None):  # fmt: skip
+    """Run server.yml; on success write the admin connection. Returns (result, connection file or None)."""
+    side = side_dir("server", base)
+    inventory = playbook.write_inventory(side / "inventory.json", GROUP, s.target, group_vars(s, base))
+    save_json(settings_path(base), asdict(s))
+    secret = {"superlink_wandb_api_key": secrets.get("WANDB_API_KEY", "")}
+    result = playbook.run_playbook("server.yml", inventory, side / "logs", secret, check, ask_become_pass, verbose,
+                                   status)  # fmt: skip
+    conn_file = None
+    if result.ok and not check:
+        from zk0.deploy.connection import write_connection
+
+        conn_file = write_connection(s.connection, s.admin_address, side / "pki" / "ca.pem")
+    return result, conn_file
+
+
+def control(action: str, base: Path | None = None, tail: int = 100, ask_become_pass: bool = False) -> dict:
+    s = load_settings(base)
+    if s is None:
+        raise BotError("No server has been started from this machine yet", "run `zk0bot server start` first",
+                       ExitCode.NOT_CONFIGURED)  # fmt: skip
+    compose = ["docker", "compose", "-f", "compose.yml", "--env-file", "server.env"]
+    argv = {
+        "stop": [*compose, "down"],  # keeps the volumes: state database and outputs
+        "status": [*compose, "ps", "--all", "--format", "json"],
+        "logs": [*compose, "logs", "--no-color", "--tail", str(tail), SERVICE],
+    }[action]
+    inventory = playbook.write_inventory(side_dir("server", base) / "control-inventory.json", GROUP, s.target, {})
+    return playbook.run_remote(inventory, argv, s.config_dir, ask_become_pass=ask_become_pass)[s.target.name]
+
+
+# ---------------------------------------------------------------- enroll / remove
+
+
+def connection_exists(name: str) -> bool:
+    from zk0.deploy.connection import CONFIG_FILE, flwr_home
+
+    path = flwr_home() / CONFIG_FILE
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    except tomllib.TOMLDecodeError:
+        return False
+    return isinstance(data.get("superlink", {}).get(name), dict)
+
+
+def _register_error(err: Exception, connection: str) -> BotError:
+    return BotError(
+        f"The key is enrolled but the SuperLink did not register it ({err})",
+        f"check `zk0bot doctor --superlink ... --ca ...` and connection {connection!r}; "
+        "the next `zk0bot server start` registers it too",
+        ExitCode.UNREACHABLE,
+    )
+
+
+def enroll(public_key: Path, name: str, connection: str = DEFAULT_CONNECTION, base: Path | None = None,
+           register: bool = True) -> list[str]:  # fmt: skip
+    """Record the key under ``name`` and register it now; returns what happened, line by line."""
+    from zk0.deploy import enrollment
+
+    if not _NAME.fullmatch(name):
+        raise BotError(f"Node name {name!r} is not usable", "use letters, digits, '.', '_' or '-'", ExitCode.USAGE)
+    try:
+        key = enrollment.load_public_key(public_key)
+    except enrollment.EnrollmentError as err:
+        raise BotError(str(err), "ask the operator for the one-line supernode.key.pub (`zk0bot keys show`)",
+                       ExitCode.NOT_FOUND if not Path(public_key).exists() else ExitCode.USAGE) from err  # fmt: skip
+    fp = enrollment.fingerprint(key)
+    nodes = enrolled(base)
+    messages = []
+    same_name = next((n for n in nodes if n["name"] == name), None)
+    same_key = next((n for n in nodes if n["fingerprint"] == fp), None)
+    if same_key and same_key["name"] != name:
+        raise BotError(f"This key is already enrolled as {same_key['name']!r}",
+                       f"use --name {same_key['name']} or remove that node first", ExitCode.USAGE)  # fmt: skip
+    if same_name and same_name["fingerprint"] != fp:
+        raise BotError(f"Node name {name!r} is enrolled with another key ({same_name['fingerprint']})",
+                       f"run `zk0bot server remove {name}` first, or pick another --name", ExitCode.USAGE)  # fmt: skip
+    keys_dir = side_dir("server", base) / "node-keys"
+    keys_dir.mkdir(exist_ok=True)
+    key_file = keys_dir / f"{name}.pub"
+    if same_name is None:
+        shutil.copyfile(public_key, key_file)
+        nodes.append({"name": name, "fingerprint": fp, "key_file": str(key_file)})
+        save_json(nodes_path(base), nodes)
+        messages.append(f"enrolled {name} ({fp}) in {nodes_path(base)}")
+    else:
+        messages.append(f"{name} ({fp}) already enrolled")
+    if not register:
+        return messages
+    if not connection_exists(connection):
+        messages.append(f"no connection {connection!r} yet: `zk0bot server start` registers it with the SuperLink")
+        return messages
+    try:
+        outcome = enrollment.register(key_file, connection)
+    except enrollment.EnrollmentError as err:
+        raise _register_error(err, connection) from err
+    messages.append(f"SuperLink: {outcome.message}")
+    return messages
+
+
+def remove(name: str, connection: str = DEFAULT_CONNECTION, base: Path | None = None) -> list[str]:
+    """Drop ``name`` from the list and unregister its key (Flower then keeps the key reserved)."""
+    from zk0.deploy import enrollment
+
+    nodes = enrolled(base)
+    node = next((n for n in nodes if n["name"] == name), None)
+    if node is None:
+        raise BotError(f"No enrolled node is named {name!r}", "list them with `zk0bot server nodes`",
+                       ExitCode.NOT_FOUND)  # fmt: skip
+    messages = []
+    if connection_exists(connection):
+        try:
+            messages.append(f"SuperLink: {enrollment.unregister(node['key_file'], connection).message}")
+        except enrollment.EnrollmentError as err:
+            raise BotError(f"The SuperLink did not unregister {name} ({err})",
+                           "check the SuperLink, then run this again", ExitCode.UNREACHABLE) from err  # fmt: skip
+    else:
+        messages.append(f"no connection {connection!r}: the next `zk0bot server start` unregisters it")
+    save_json(nodes_path(base), [n for n in nodes if n["name"] != name])
+    messages.append(f"removed {name} ({node['fingerprint']}); to return, the node needs a new key pair")
+    return messages
+
+
+def node_table(connection: str = DEFAULT_CONNECTION, base: Path | None = None) -> list[dict[str, str]]:
+    """Enrolled nodes joined with the SuperLink's view (status, node id) by key fingerprint."""
+    from zk0.deploy import enrollment
+
+    live: dict[str, enrollment.Node] = {}
+    if connection_exists(connection):
+        try:
+            live = {n.fingerprint: n for n in enrollment.list_nodes(connection)}
+        except enrollment.EnrollmentError as err:
+            raise BotError(f"The SuperLink did not answer ({err})", "check it with `zk0bot doctor`",
+                           ExitCode.UNREACHABLE) from err  # fmt: skip
+    rows = []
+    for n in enrolled(base):
+        node = live.pop(n["fingerprint"], None)
+        rows.append({"name": n["name"], "fingerprint": n["fingerprint"],
+                     "node_id": str(node.node_id) if node else "-", "status": node.status if node else "not registered"})  # fmt: skip
+    for fp, node in live.items():  # registered but not in the list: the next start unregisters them
+        rows.append({"name": "(not enrolled)", "fingerprint": fp, "node_id": str(node.node_id), "status": node.status})
+    return rows
