@@ -301,20 +301,21 @@ def server_run(
                   TimeElapsedColumn(), console=err, transient=False) as progress:  # fmt: skip
         task = progress.add_task("submitting", total=total or None)
 
-        def on_round(current: int, of: int) -> None:
-            progress.update(task, total=of, completed=current - 1, description=f"round {current}/{of}")
+        def on_progress(done: int, of: int | None) -> None:
+            label = f"round {min(done + 1, of)}/{of}" if of else f"round {done + 1}"
+            progress.update(task, total=of, completed=done, description=label)
 
         def on_line(line: str) -> None:
             if verbose:
                 progress.console.print(line, markup=False)
 
-        outcome = runs.submit(conn, rounds, list(run_config), app_path, on_line, on_round)
+        outcome = runs.submit(conn, rounds, list(run_config), app_path, on_line, on_progress)
         if outcome.status.endswith("completed"):
-            progress.update(task, completed=progress.tasks[0].total or outcome.rounds_seen, description="completed")
+            progress.update(task, completed=progress.tasks[0].total or outcome.rounds_done, description="completed")
     if outcome.run_id is None:
         raise BotError(f"flwr run did not start a run (exit {outcome.rc})",
                        "run with --verbose to see flwr's message; check `zk0bot doctor` and the connection", ExitCode.FAILED)  # fmt: skip
-    out.print(f"run {outcome.run_id}: {outcome.status or 'unknown'} after {outcome.rounds_seen} round(s)")
+    out.print(f"run {outcome.run_id}: {outcome.status or 'unknown'} after {outcome.rounds_done} round(s)")
     if not outcome.status.endswith("completed"):
         raise BotError(f"run {outcome.run_id} ended as {outcome.status or 'unknown'}",
                        f"read the ServerApp log with `flwr log {outcome.run_id} {conn}` and `zk0bot server logs`")  # fmt: skip

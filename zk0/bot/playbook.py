@@ -112,7 +112,9 @@ class Target:
 
     def host_vars(self) -> dict[str, object]:
         if self.local:
-            return {"ansible_connection": "local"}
+            # The system Python, not whatever `python3` is first on PATH (pyenv, a venv): the
+            # roles install the Python libraries their modules need with apt, for it.
+            return {"ansible_connection": "local", "ansible_python_interpreter": "/usr/bin/python3"}
         user, _, address = self.spec.rpartition("@")
         if not re.fullmatch(r"[A-Za-z0-9_.:\-\[\]]+", address) or (user and not re.fullmatch(r"[\w.\-]+", user)):
             raise BotError(f"--host {self.spec!r} is not [user@]address", "use e.g. --host root@10.0.0.5",
@@ -187,13 +189,21 @@ def _failure_text(lines: list[str]) -> str:
     for i, line in enumerate(lines):
         if m := _TASK.match(line):
             task = m.group("name")
-        if line.startswith(("fatal:", "failed:")):
-            block = lines[i : i + 40]
-            msg = next((b.split("msg:", 1)[1].strip() for b in block if b.strip().startswith("msg:")), "")
-            if msg in ("", "|-", ">-", "|", ">"):  # a block scalar: take the following indented lines
-                start = next((j for j, b in enumerate(block) if b.strip().startswith("msg:")), 0) + 1
-                msg = " ".join(b.strip() for b in block[start:] if b.startswith("    "))[:600]
-            return f"task '{task}' failed: {msg or line.strip()}"
+        if not line.startswith(("fatal:", "failed:")):
+            continue
+        msg = ""
+        block = lines[i + 1 : i + 60]
+        for j, entry in enumerate(block):
+            if entry.strip().startswith("msg:"):
+                indent = len(entry) - len(entry.lstrip())
+                parts = [entry.split("msg:", 1)[1].strip()]
+                for more in block[j + 1 :]:  # a folded or quoted scalar continues on deeper-indented lines
+                    if not more.strip() or len(more) - len(more.lstrip()) <= indent:
+                        break
+                    parts.append(more.strip())
+                msg = " ".join(p for p in parts if p not in ("|-", ">-", "|", ">")).strip("'\" ")[:800]
+                break
+        return f"task '{task}' failed: {msg or line.strip()}"
     return ""
 
 

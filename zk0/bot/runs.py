@@ -22,7 +22,12 @@ from pathlib import Path
 
 from zk0.bot.errors import BotError, ExitCode
 
-_ROUND = re.compile(r"\[ROUND (\d+)/(\d+)\]")
+# Progress comes from the ServerApp's log lines as `flwr run --stream` relays them: zk0's
+# ServerApp says "run NAME: rounds A..B" and "round N done in ...s"; Flower's own strategies
+# (e.g. the numpy baseline app) say "[ROUND N/B]" when a round starts.
+_PLAN = re.compile(r"rounds (\d+)\.\.(\d+)")
+_DONE = re.compile(r"\bround (\d+) done\b")
+_FLOWER_ROUND = re.compile(r"\[ROUND (\d+)/(\d+)\]")
 _STARTED = re.compile(r"Successfully started run (\d+)")
 
 
@@ -66,7 +71,7 @@ def app_dir(explicit: Path | None = None) -> Iterator[Path]:
 @dataclass
 class RunOutcome:
     run_id: int | None
-    rounds_seen: int
+    rounds_done: int
     status: str  # e.g. "finished:completed"; "" when unknown
     rc: int
 
@@ -87,9 +92,10 @@ def submit(
     run_config: list[str],
     app: Path | None = None,
     on_line: Callable[[str], None] = lambda line: None,
-    on_round: Callable[[int, int], None] = lambda current, total: None,
+    on_progress: Callable[[int, int | None], None] = lambda done, total: None,
 ) -> RunOutcome:
-    """``flwr run APP CONNECTION --stream`` with the overrides; calls back per line and per round."""
+    """``flwr run APP CONNECTION --stream`` with the overrides; calls back per line and with
+    (rounds done, total rounds or None) whenever progress changes."""
     overrides = [f"num-server-rounds={rounds}"] if rounds else []
     with app_dir(app) as directory:
         argv = [flwr_bin(), "run", str(directory), connection, "--stream"]
@@ -97,16 +103,22 @@ def submit(
             argv += ["--run-config", item]
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 text=True, bufsize=1)  # fmt: skip
-        run_id, rounds_seen = None, 0
+        run_id, done, total = None, 0, rounds
         assert proc.stdout is not None
         for raw in proc.stdout:
             line = raw.rstrip("\n")
             on_line(line)
             if run_id is None and (m := _STARTED.search(line)):
                 run_id = int(m.group(1))
-            if m := _ROUND.search(line):
-                rounds_seen = int(m.group(1))
-                on_round(rounds_seen, int(m.group(2)))
+            if m := _PLAN.search(line):
+                done, total = int(m.group(1)) - 1, int(m.group(2))
+            elif m := _DONE.search(line):
+                done = int(m.group(1))
+            elif m := _FLOWER_ROUND.search(line):
+                done, total = int(m.group(1)) - 1, int(m.group(2))
+            else:
+                continue
+            on_progress(done, total)
         rc = proc.wait()
     status = run_status(run_id, connection) if run_id is not None else ""
-    return RunOutcome(run_id, rounds_seen, status, rc)
+    return RunOutcome(run_id, done, status, rc)
