@@ -13,7 +13,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import tomllib
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -21,57 +20,71 @@ NUMPY_APP = REPO / "bench" / "numpy_app"
 ROUNDS = 3
 TINY_RUN = {"model": "tiny", "local-steps": 3, "batch-size": 4, "eval-batches": 1, "min-nodes": 2}
 
+# One ClientApp message, step by step, in a fresh process: what the SuperNode's
+# `flwr-clientapp` process does after the engine hands it a train message.
 PROBE = r"""
 import json, sys, time, tomllib
-t0 = time.perf_counter()
-import zk0.client_app  # what every flwr-clientapp process imports first
-t1 = time.perf_counter()
+t = [time.perf_counter()]
+steps = {}
+def lap(name):
+    t.append(time.perf_counter()); steps[name] = t[-1] - t[-2]
+import flwr.supernode.runtime.run_clientapp
+lap("process start: flwr runtime import")
+import zk0.client_app
+lap("import zk0.client_app (torch, flwr app)")
+import lerobot.datasets.lerobot_dataset, lerobot.policies.factory, lerobot.policies.smolvla.modeling_smolvla
+lap("import lerobot (torchvision, torch._dynamo, datasets, transformers)")
 from zk0.config import FederationSettings
-from zk0.node import NodeTrainer
 from zk0.data.loading import open_metadata
+from zk0.model.weights import get_trainable_arrays
+from zk0.node import NodeTrainer
 cfg = tomllib.load(open(sys.argv[1], "rb"))["tool"]["flwr"]["app"]["config"]
 cfg.update(json.loads(sys.argv[2]))
 settings = FederationSettings.from_run_config(cfg)
-t2 = time.perf_counter()
 open_metadata(sys.argv[3])
-t3 = time.perf_counter()
+lap("dataset metadata + schema check")
 trainer = NodeTrainer(settings, sys.argv[3])
-t4 = time.perf_counter()
-arrays = {k: v for k, v in __import__("zk0.model.weights", fromlist=["x"]).get_trainable_arrays(trainer.policy).items()}
-trainer.train(arrays, 1, settings.proximal_mu)
-t5 = time.perf_counter()
+lap("model build (policy, processors)")
+trainer.train_dataset, trainer.eval_dataset
+lap("dataset open (train + eval episodes)")
+arrays = get_trainable_arrays(trainer.policy)
 trainer.evaluate(arrays)
-t6 = time.perf_counter()
-print(json.dumps({"import zk0.client_app": t1 - t0, "open dataset metadata": t3 - t2,
-                  "NodeTrainer init (metadata, policy, processors)": t4 - t3,
-                  "train (local-steps)": t5 - t4, "evaluate": t6 - t5}))
+lap("eval (received weights, held-out episodes)")
+trainer.train(arrays, 1, settings.proximal_mu)
+lap("train (local-steps)")
+print(json.dumps(steps))
 """
 
 NUMPY_PROBE = r"""
-import time
+import json, time
 t0 = time.perf_counter()
+import flwr.supernode.runtime.run_clientapp
+t1 = time.perf_counter()
 import numpy_app.client_app
-print(time.perf_counter() - t0)
+print(json.dumps({"process start: flwr runtime import": t1 - t0, "import numpy_app.client_app": time.perf_counter() - t1}))
 """
 
 
-def _numpy_round_seconds(rounds_json: Path) -> list[float]:
+def _numpy_rounds(rounds_json: Path) -> list[dict[str, float]]:
+    """Per round: seconds of its train phase and of its evaluate phase (server clock)."""
     data = json.loads(rounds_json.read_text())
-    ends = [data[str(r)].get("eval-done-s", data[str(r)]["train-done-s"]) for r in range(1, ROUNDS + 1)]
-    return [b - a for a, b in zip([0.0, *ends[:-1]], ends, strict=True)]
+    out, previous = [], 0.0
+    for r in range(1, ROUNDS + 1):
+        train_done, eval_done = data[str(r)]["train-done-s"], data[str(r)].get("eval-done-s")
+        end = eval_done if eval_done is not None else train_done
+        out.append({"round": end - previous, "train": train_done - previous, "evaluate": end - train_done})
+        previous = end
+    return out
 
 
-def _zk0_round_seconds(run_dir: Path) -> tuple[list[float], int]:
+def _zk0_rounds(run_dir: Path) -> tuple[list[dict], int]:
     records = [json.loads((run_dir / "metrics" / f"round_{r}.json").read_text()) for r in range(1, ROUNDS + 1)]
-    return [float(r["seconds"]) for r in records], int(records[-1].get("bytes-per-client", 0))
+    return records, int(records[-1].get("bytes-per-client", 0))
 
 
-def _per_round(info: dict) -> dict:
-    return {
-        "elapsed-s/round": info["elapsed"] / ROUNDS,
-        "bytes/round": info["network-traffic"]["total-bytes"] / ROUNDS,
-        "clientapp-s/round": info["compute-time"]["clientapp-seconds"] / ROUNDS,
-    }
+def _mean(values) -> float:
+    values = list(values)
+    return sum(values) / len(values) if values else 0.0
 
 
 def _federation(base: Path):
@@ -97,56 +110,83 @@ def run() -> None:
         base = Path(tmp)
         fed, datasets = _federation(base)
         try:
-            t = time.monotonic()
             numpy_id = fed.submit(NUMPY_APP, {"num-server-rounds": ROUNDS, "output-dir": str(base / "np")})
             numpy_info = fed.wait_finished(numpy_id, timeout=600)
-            numpy_wall = time.monotonic() - t
             out = base / "zk0-out"
-            t = time.monotonic()
             zk0_id = fed.submit(
                 REPO, {**TINY_RUN, "num-server-rounds": ROUNDS, "output-dir": str(out), "run-name": "b"}
             )
             zk0_info = fed.wait_finished(zk0_id, timeout=900)
-            zk0_wall = time.monotonic() - t
         finally:
             fed.close()
         if numpy_info["status"] != "finished:completed" or zk0_info["status"] != "finished:completed":
             print(f"runs did not complete: numpy {numpy_info['status']}, zk0 {zk0_info['status']}")
             return
-        np_rounds = _numpy_round_seconds(base / "np" / "rounds.json")
-        zk_rounds, weight_bytes = _zk0_round_seconds(out / "b")
-        np_mean, zk_mean = sum(np_rounds) / ROUNDS, sum(zk_rounds) / ROUNDS
-        print(f"loopback federation: 1 TLS SuperLink (node auth, SQLite), 2 SuperNodes, {ROUNDS} rounds each")
-        print(f"numpy app  s/round (server-timed): {' '.join(f'{s:.1f}' for s in np_rounds)}  mean {np_mean:.1f}")
-        print(f"zk0 tiny   s/round (server-timed): {' '.join(f'{s:.1f}' for s in zk_rounds)}  mean {zk_mean:.1f}")
-        print(f"ratio zk0/numpy per round: {zk_mean / np_mean:.2f}  (target <= 1.5)")
-        print(f"whole run wall (submit -> finished seen): numpy {numpy_wall:.1f} s, zk0 {zk0_wall:.1f} s")
-        for name, info in (("numpy", numpy_info), ("zk0", zk0_info)):
-            print(f"flwr ls {name}: " + ", ".join(f"{k} {v:,.1f}" for k, v in _per_round(info).items()))
-        if weight_bytes:
-            wire = zk0_info["network-traffic"]["total-bytes"] / ROUNDS
-            # Per round: 2 train sends + 2 train replies + 2 evaluate sends carry the weights.
-            print(
-                f"zk0 trainable weights {weight_bytes:,} B; wire/round {wire:,.0f} B "
-                f"= {wire / weight_bytes:.2f} x weights (6 weight transfers expected per round)"
-            )
-        _breakdown(datasets[0])
+        np_rounds = _numpy_rounds(base / "np" / "rounds.json")
+        zk_records, weight_bytes = _zk0_rounds(out / "b")
+        _report(np_rounds, zk_records, weight_bytes, numpy_info, zk0_info)
+        _breakdown(datasets[0], zk_records)
 
 
-def _breakdown(dataset: Path) -> None:
-    """Cost of one zk0 ClientApp process vs the numpy one (each message starts a fresh process)."""
+def _report(np_rounds: list[dict], zk_records: list[dict], weight_bytes: int, numpy_info: dict, zk0_info: dict):
+    np_mean = _mean(r["round"] for r in np_rounds)
+    np_train = _mean(r["train"] for r in np_rounds)
+    zk_mean = _mean(float(r["seconds"]) for r in zk_records)
+    print(f"loopback federation: 1 TLS SuperLink (node auth, SQLite), 2 SuperNodes, {ROUNDS} rounds each")
+    print("  numpy round: a train message (array + 1) and an evaluate message to each node, FedAvg")
+    print("  zk0 round:   a train message to each node (score the received weights on held-out episodes,")
+    print(
+        f"               then {TINY_RUN['local-steps']} SmolVLA steps), validated FedProx mean, server eval on 2 datasets,"
+    )
+    print("               checkpoint, round JSON + wandb (offline); evaluate messages off (client-eval-every = 0)")
+    print(f"numpy s/round (server clock): {' '.join(f'{r['round']:.1f}' for r in np_rounds)}  mean {np_mean:.1f}"
+          f"  (train phase {np_train:.1f}, evaluate phase {np_mean - np_train:.1f})")  # fmt: skip
+    print(
+        f"zk0   s/round (server clock): {' '.join(f'{float(r["seconds"]):.1f}' for r in zk_records)}  mean {zk_mean:.1f}"
+    )
+    print(f"ratio zk0/numpy per round: {zk_mean / np_mean:.2f}  (target <= 1.5); "
+          f"zk0 round / numpy train phase alone: {zk_mean / np_train:.2f}")  # fmt: skip
+    steps = sorted({k for r in zk_records for k in r.get("seconds-by-step", {})})
+    print("zk0 server-side steps, mean s/round: " + ", ".join(
+        f"{k} {_mean(r.get('seconds-by-step', {}).get(k, 0.0) for r in zk_records):.2f}" for k in steps))  # fmt: skip
+    for name, info in (("numpy", numpy_info), ("zk0", zk0_info)):
+        print(f"flwr ls {name}: elapsed {info['elapsed'] / ROUNDS:.1f} s/round, "
+              f"{info['network-traffic']['total-bytes'] / ROUNDS:,.0f} B/round on the wire, "
+              f"ClientApp compute {info['compute-time']['clientapp-seconds'] / ROUNDS:.1f} s/round")  # fmt: skip
+    if weight_bytes:
+        wire = zk0_info["network-traffic"]["total-bytes"] / ROUNDS
+        print(f"zk0 trainable weights {weight_bytes:,} B; wire/round {wire:,.0f} B = {wire / weight_bytes:.2f} x weights "
+              "(2 nodes x (train send + reply) = 4 weight transfers expected per round)")  # fmt: skip
+
+
+def _probe(code: str, cwd: Path, *args: str) -> dict[str, float] | None:
+    started = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=False, cwd=cwd)
+    if proc.returncode != 0:
+        print(f"breakdown probe failed: {proc.stderr[-800:]}")
+        return None
+    steps = json.loads(proc.stdout.strip().splitlines()[-1])
+    steps["interpreter start and exit"] = time.perf_counter() - started - sum(steps.values())
+    return steps
+
+
+def _breakdown(dataset: Path, zk_records: list[dict]) -> None:
+    """Where zk0's round time goes: one ClientApp process (each message starts a fresh one),
+    then the server's own steps from the round JSON."""
     cfg = REPO / "pyproject.toml"
-    assert tomllib.loads(cfg.read_text())["tool"]["flwr"]["app"]["config"]
-    zk = subprocess.run([sys.executable, "-c", PROBE, str(cfg), json.dumps(TINY_RUN), f"local:{dataset}"],
-                        capture_output=True, text=True, check=False, cwd=REPO)  # fmt: skip
-    npy = subprocess.run([sys.executable, "-c", NUMPY_PROBE], capture_output=True, text=True,
-                         check=False, cwd=NUMPY_APP)  # fmt: skip
-    if zk.returncode != 0:
-        print(f"breakdown probe failed: {zk.stderr[-800:]}")
+    zk = _probe(PROBE, REPO, str(cfg), json.dumps(TINY_RUN), f"local:{dataset}")
+    npy = _probe(NUMPY_PROBE, NUMPY_APP)
+    if zk is None:
         return
-    parts = json.loads(zk.stdout.strip().splitlines()[-1])
-    print("zk0 ClientApp process, per message (fresh process each time):")
-    for name, seconds in parts.items():
-        print(f"  {name:<45} {seconds:6.2f} s")
-    if npy.returncode == 0:
-        print(f"  {'(numpy app: import numpy_app.client_app)':<45} {float(npy.stdout.strip()):6.2f} s")
+    print("one ClientApp process per message, measured alone (zk0 | numpy app):")
+    for name, seconds in zk.items():
+        other = f"{npy[name]:6.2f} s" if npy and name in npy else ""
+        print(f"  {name:<68} {seconds:6.2f} s | {other}")
+    if npy:
+        print(f"  {'import numpy_app.client_app':<68} {'':8} | {npy['import numpy_app.client_app']:6.2f} s")
+    total_np = sum(npy.values()) if npy else 0.0
+    print(f"  {'total':<68} {sum(zk.values()):6.2f} s | {total_np:6.2f} s")
+    server = {
+        k: _mean(r.get("seconds-by-step", {}).get(k, 0.0) for r in zk_records) for k in ("server-eval", "checkpoint")
+    }
+    print("zk0 server work per round: " + ", ".join(f"{k} {v:.2f} s" for k, v in server.items()))

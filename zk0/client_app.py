@@ -1,7 +1,8 @@
 """zk0 ClientApp: train and evaluate SmolVLA on this node's private dataset.
 
-Train: load the global trainable weights, run local steps with the FedProx term, reply
-with the new trainable weights and figures. Evaluate: seeded held-out loss. Replies carry
+Train: load the global trainable weights, score them on the held-out episodes when the
+server asks (saves a separate evaluate message), run local steps with the FedProx term,
+reply with the new trainable weights and figures. Evaluate: seeded held-out loss. Replies carry
 an anonymous dataset label; errors are logged here in full and sent without details, so
 no path, repo id or hostname ever leaves the node.
 """
@@ -15,6 +16,7 @@ from flwr.clientapp import ClientApp
 
 from zk0.config import FederationSettings
 from zk0.faults import inject_fault
+from zk0.federation.rounds import EVAL_BEFORE_TRAIN
 from zk0.logs import setup_logging
 from zk0.model.weights import from_array_record, to_array_record
 from zk0.node import NodeTrainer, node_dataset_uri, node_label
@@ -61,7 +63,8 @@ def train(msg: Message, context: Context) -> Message:
     trainer, label = _open(context)
     server_round = int(msg.content["config"]["server-round"])
     proximal_mu = float(msg.content["config"].get("proximal-mu", 0.0))
-    result = trainer.train(from_array_record(msg.content["arrays"]), server_round, proximal_mu)
+    evaluate_first = bool(msg.content["config"].get(EVAL_BEFORE_TRAIN, False))
+    result = trainer.train(from_array_record(msg.content["arrays"]), server_round, proximal_mu, evaluate_first)
     arrays = inject_fault(result.arrays, context.node_config.get("fault-injection", ""))
     log.info("round %d: %s trained, loss %.4f -> %.4f", server_round, label,
              result.metrics["train-loss-start"], result.metrics["train-loss-end"])  # fmt: skip

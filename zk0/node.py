@@ -10,6 +10,7 @@ import logging
 import os
 from collections import OrderedDict
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -76,13 +77,29 @@ class NodeTrainer:
             raise ValueError("the node's dataset has too few episodes to split into train and eval")
         return open_dataset(self.dataset_uri, episodes, self._delta_timestamps)
 
-    def train(self, arrays: dict[str, np.ndarray], server_round: int, proximal_mu: float) -> NodeResult:
+    @cached_property
+    def train_dataset(self):
+        return self._dataset(self.split.train)
+
+    @cached_property
+    def eval_dataset(self):  # opened once, whether it scores before training or on its own
+        return self._dataset(self.split.eval)
+
+    def train(
+        self, arrays: dict[str, np.ndarray], server_round: int, proximal_mu: float, evaluate_first: bool = False
+    ) -> NodeResult:
+        metrics: dict[str, float] = {}
+        if evaluate_first:
+            # Score the received weights before they change: the same figure a separate
+            # evaluate message would give, without a second ClientApp process per round.
+            scored = self.evaluate(arrays).metrics
+            metrics = {"eval-loss": scored["eval-loss"], "eval-num-examples": scored["num-examples"]}
         set_trainable_arrays(self.policy, arrays)
         cfg = self.settings.train_config(server_round, proximal_mu)
-        result = train_steps(self.policy, self.preprocessor, self._dataset(self.split.train), cfg)
+        result = train_steps(self.policy, self.preprocessor, self.train_dataset, cfg)
         losses = result.losses
         quarter = max(1, len(losses) // 4)  # single steps are noisy: compare quarter means
-        metrics = {
+        metrics |= {
             "num-examples": float(result.num_examples),
             "train-loss": float(np.mean(losses)),
             "train-loss-start": float(np.mean(losses[:quarter])),
@@ -97,7 +114,7 @@ class NodeTrainer:
         loss, count = evaluate_loss(
             self.policy,
             self.preprocessor,
-            self._dataset(self.split.eval),
+            self.eval_dataset,
             batch_size=self.settings.batch_size,
             seed=self.settings.seed,
             max_batches=self.settings.eval_batches,

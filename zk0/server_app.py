@@ -1,14 +1,14 @@
 """zk0 ServerApp: federated SmolVLA with FedProx, validated updates and checkpoints.
 
-Each round: send the global trainable weights to sampled nodes, fold in their validated
-updates as they arrive, let nodes evaluate the result, evaluate on the server's own
-datasets, checkpoint, and record the round.
+Each round: send the global trainable weights to sampled nodes (which score them on their
+held-out episodes, then train), fold in their validated updates as they arrive, optionally
+let nodes evaluate the result in a second message, evaluate on the server's own datasets,
+checkpoint, and record the round. `zk0.federation.rounds` says which optional work is due.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 
 from flwr.app import ConfigRecord, Context
 from flwr.serverapp import Grid, ServerApp
@@ -19,6 +19,7 @@ from zk0.federation.global_model import GlobalModel
 from zk0.federation.hub import push_checkpoint
 from zk0.federation.metrics import RoundRecorder
 from zk0.federation.replies import stream_replies
+from zk0.federation.rounds import EVAL_BEFORE_TRAIN, RoundPlan, StepClock
 from zk0.federation.strategy import ValidatedFedProx
 from zk0.logs import setup_logging
 from zk0.model.weights import arrays_nbytes, to_array_record
@@ -31,6 +32,7 @@ app = ServerApp()
 def main(grid: Grid, context: Context) -> None:
     setup_logging()
     settings = FederationSettings.from_run_config(context.run_config)
+    plan = RoundPlan.from_run_config(context.run_config, settings)
     run_dir = settings.run_dir()
     model = GlobalModel(settings)
     arrays, first_round = model.initial_arrays(), 1
@@ -47,7 +49,8 @@ def main(grid: Grid, context: Context) -> None:
         proximal_mu=settings.proximal_mu,
         max_update_norm=settings.max_update_norm,
     )
-    recorder = RoundRecorder(run_dir, run_dir.name, settings.wandb_project, settings.as_dict())
+    config = {**settings.as_dict(), "client_eval_every": plan.client_eval_every}
+    recorder = RoundRecorder(run_dir, run_dir.name, settings.wandb_project, config)
     log.info("run %s: rounds %d..%d, %d trainable tensors (%d bytes)", run_dir.name, first_round,
              settings.num_server_rounds, len(arrays), arrays_nbytes(arrays))  # fmt: skip
     if first_round == 1:  # round 0: the starting point, evaluated and kept for comparison
@@ -55,28 +58,36 @@ def main(grid: Grid, context: Context) -> None:
         recorder.write(0, {"server-eval": model.evaluate(arrays), "checkpoint": str(checkpoint)})
 
     for server_round in range(first_round, settings.num_server_rounds + 1):
-        started = time.monotonic()
-        # Train: nodes start from the global weights; updates are validated and averaged.
-        messages = strategy.configure_train(server_round, to_array_record(arrays), ConfigRecord(), grid)
+        clock = StepClock()  # where the round's time goes, for the round JSON
+        # Train: nodes score the global weights on their held-out episodes, then train from
+        # them; updates are validated and averaged. One message (one process) per node.
+        train_config = ConfigRecord({EVAL_BEFORE_TRAIN: True})
+        messages = strategy.configure_train(server_round, to_array_record(arrays), train_config, grid)
         replies = stream_replies(grid, messages, settings.round_timeout)
         arrays, train_report = strategy.aggregate_stream(server_round, replies, reference=arrays)
-
-        # Evaluate: nodes on their held-out episodes, the server on its fixed datasets.
-        messages = strategy.configure_evaluate(server_round, to_array_record(arrays), ConfigRecord(), grid)
-        eval_report = strategy.collect_evaluations(server_round, stream_replies(grid, messages, settings.round_timeout))
+        clock.lap("train-messages")
+        eval_start = train_report.evaluations_before_train()
         record = {
             "train": train_report.as_dict(),
             "train-loss": train_report.mean("train-loss"),
-            "client-eval": eval_report.as_dict(),
-            "client-eval-loss": eval_report.mean("eval-loss"),
+            # Scores the weights this round started from (the previous round's result).
+            "client-eval-start": eval_start.as_dict(),
+            "client-eval-start-loss": eval_start.mean("eval-loss"),
             "bytes-per-client": arrays_nbytes(arrays),
         }
-        last = server_round == settings.num_server_rounds
-        if server_round % settings.server_eval_every == 0 or last:
+        if plan.evaluate_messages(server_round):  # nodes score this round's result now
+            messages = strategy.configure_evaluate(server_round, to_array_record(arrays), ConfigRecord(), grid)
+            report = strategy.collect_evaluations(server_round, stream_replies(grid, messages, settings.round_timeout))
+            record["client-eval"] = report.as_dict()
+            record["client-eval-loss"] = report.mean("eval-loss")
+            clock.lap("evaluate-messages")
+        if plan.server_eval(server_round):
             record["server-eval"] = model.evaluate(arrays)
-        if server_round % settings.checkpoint_every == 0 or last:
+            clock.lap("server-eval")
+        if plan.checkpoint(server_round):
             record["checkpoint"] = str(model.save(run_dir, server_round, arrays, {"run": run_dir.name}))
-        record["seconds"] = time.monotonic() - started
+            clock.lap("checkpoint")
+        record["seconds"], record["seconds-by-step"] = clock.total(), clock.seconds
         recorder.write(server_round, record)
         log.info("round %d done in %.1fs: train loss %s, server eval %s", server_round, record["seconds"],
                  record["train-loss"], record.get("server-eval", {}).get("mean"))  # fmt: skip

@@ -13,6 +13,7 @@ from flwr.app import ConfigRecord, Context, Message, RecordDict
 
 from zk0.client_app import NodeError
 from zk0.client_app import app as client_app
+from zk0.federation.rounds import EVAL_BEFORE_TRAIN
 from zk0.model.weights import get_trainable_arrays, to_array_record
 from zk0.privacy import anonymous_dataset_label, load_or_create_secret
 
@@ -30,8 +31,9 @@ def context(node_config, **overrides):
     return Context(run_id=1, node_id=7, node_config=node_config, state=RecordDict(), run_config=run_config(**overrides))
 
 
-def request(kind, arrays):
-    content = RecordDict({"arrays": to_array_record(arrays), "config": ConfigRecord({"server-round": 1, "proximal-mu": 0.1})})
+def request(kind, arrays, **config):
+    config = ConfigRecord({"server-round": 1, "proximal-mu": 0.1, **config})
+    content = RecordDict({"arrays": to_array_record(arrays), "config": config})
     return Message(content=content, dst_node_id=7, message_type=kind)
 
 
@@ -70,7 +72,7 @@ def test_train_and_evaluate_replies_leak_nothing_about_the_node(synth_dataset, t
     node_config = {"dataset-uri": f"local:{synth_dataset}"}
     arrays = get_trainable_arrays(tiny_policy)
     replies = [
-        client_app(request("train", arrays), context(node_config)),
+        client_app(request("train", arrays, **{EVAL_BEFORE_TRAIN: True}), context(node_config)),
         client_app(request("evaluate", arrays), context(node_config)),
     ]
     for reply in replies:
@@ -84,6 +86,12 @@ def test_train_and_evaluate_replies_leak_nothing_about_the_node(synth_dataset, t
     assert any(not np.array_equal(trained[n].numpy(), arrays[n]) for n in arrays), "training changed no weight"
     assert replies[0].content["metrics"]["num-examples"] == 16
     assert replies[1].content["metrics"]["eval-loss"] > 0
+    # Asked to, the train reply scores the received weights: the evaluate message's figures.
+    scored = replies[0].content["metrics"]
+    assert scored["eval-loss"] == pytest.approx(replies[1].content["metrics"]["eval-loss"])
+    assert scored["eval-num-examples"] == replies[1].content["metrics"]["num-examples"]
+    plain = client_app(request("train", arrays), context(node_config)).content["metrics"]
+    assert "eval-loss" not in plain and plain["train-loss"] == pytest.approx(scored["train-loss"])
 
 
 def test_a_failing_node_reports_no_details(tmp_path, tiny_policy, caplog):

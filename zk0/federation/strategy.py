@@ -18,6 +18,7 @@ from zk0.federation.validation import UpdateRejected, validate_update
 log = logging.getLogger(__name__)
 
 WEIGHT_KEY = "num-examples"
+EVAL_WEIGHT_KEY = "eval-num-examples"  # in train replies that also evaluated the received weights
 NODE_RECORD = "node"  # ConfigRecord with the node's anonymous dataset label
 
 
@@ -40,6 +41,16 @@ class RoundReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {"clients": self.clients, "rejected": self.rejected, "failed": self.failed}
+
+    def evaluations_before_train(self) -> RoundReport:
+        """The held-out losses that accepted train replies report for the weights they
+        received, weighted by their own eval example counts (not by training examples)."""
+        clients = {
+            label: {"eval-loss": m["eval-loss"], WEIGHT_KEY: m[EVAL_WEIGHT_KEY]}
+            for label, m in self.clients.items()
+            if "eval-loss" in m and m.get(EVAL_WEIGHT_KEY, 0) > 0
+        }
+        return RoundReport(clients=clients)
 
 
 def _label(reply: Message) -> str:
