@@ -301,9 +301,14 @@ def server_run(
                   TimeElapsedColumn(), console=err, transient=False) as progress:  # fmt: skip
         task = progress.add_task("submitting", total=total or None)
 
+        reported = {-1}
+
         def on_progress(done: int, of: int | None) -> None:
             label = f"round {min(done + 1, of)}/{of}" if of else f"round {done + 1}"
             progress.update(task, total=of, completed=done, description=label)
+            if not err.is_terminal and done not in reported:  # logs and scripts get one line per round
+                reported.add(done)
+                progress.console.print(f"rounds done: {done}/{of or '?'}")
 
         def on_line(line: str) -> None:
             if verbose:

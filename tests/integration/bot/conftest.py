@@ -28,7 +28,9 @@ class Bot:
     home: Path
     flwr_home: Path
 
-    def __call__(self, *args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    def __call__(
+        self, *args: str, env: dict[str, str] | None = None, timeout: float = 300
+    ) -> subprocess.CompletedProcess:
         full_env = {
             **os.environ,
             "ZK0BOT_HOME": str(self.home),
