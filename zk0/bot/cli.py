@@ -126,7 +126,7 @@ def client_start(
 def _client_control(action: str, tail: int = 100, ask_become_pass: bool = False) -> dict:
     with _spinner(f"{action} on the node"):
         result = client.control(action, tail=tail, ask_become_pass=ask_become_pass)
-    if result.get("failed") or result.get("rc", 0) != 0:
+    if result.get("rc") != 0:  # ansible reports a command it could not start without rc
         raise BotError(f"docker compose {action} failed on the node: {(result.get('stderr') or result.get('msg', ''))[-400:]}",
                        "is the client set up? run `zk0bot client start` (or `zk0bot doctor`)")  # fmt: skip
     return result
@@ -208,7 +208,7 @@ def server_start(
 def _server_control(action: str, tail: int = 100, ask_become_pass: bool = False) -> dict:
     with _spinner(f"{action} on the server"):
         result = server.control(action, tail=tail, ask_become_pass=ask_become_pass)
-    if result.get("failed") or result.get("rc", 0) != 0:
+    if result.get("rc") != 0:  # ansible reports a command it could not start without rc
         raise BotError(f"docker compose {action} failed on the server: {(result.get('stderr') or result.get('msg', ''))[-400:]}",
                        "is the server set up? run `zk0bot server start`")  # fmt: skip
     return result

@@ -192,7 +192,15 @@ def _failure_text(lines: list[str]) -> str:
         if not line.startswith(("fatal:", "failed:")):
             continue
         msg = ""
-        block = lines[i + 1 : i + 60]
+        block = lines[i + 1 : i + 400]
+        if any(entry.strip() == "argument_errors:" for entry in block):  # validate_argument_spec
+            start = next(j for j, entry in enumerate(block) if entry.strip() == "argument_errors:") + 1
+            errors = []
+            for entry in block[start:]:
+                if not entry.strip().startswith("- "):
+                    break
+                errors.append(entry.strip()[2:].strip("'\""))
+            return f"task '{task}' failed: {'; '.join(errors)}"
         for j, entry in enumerate(block):
             if entry.strip().startswith("msg:"):
                 indent = len(entry) - len(entry.lstrip())
