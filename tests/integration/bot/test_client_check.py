@@ -30,7 +30,7 @@ def ca(tmp_path: Path) -> Path:
     return pki.create_ca(tmp_path / "ca").cert
 
 
-def _start(bot: Bot, dataset: Path, ca: Path, *extra: str):  # noqa: ANN202
+def _start(bot: Bot, dataset: Path, ca: Path, *extra: str):
     return bot("client", "start", "--check", "--dataset", f"local:{dataset}", "--superlink", "link.example.org:8000",
                "--ca", str(ca), "--image", "zk0:0.4.0", "--image-source", "local", *extra,
                env={"HF_TOKEN": SECRET})  # fmt: skip
@@ -44,7 +44,9 @@ def test_check_mode_runs_the_client_playbook_with_the_generated_inventory(bot: B
 
     inventory = json.loads((bot.home / "client" / "inventory.json").read_text())
     group = inventory["all"]["children"]["zk0_clients"]
-    assert group["hosts"] == {"localhost": {"ansible_connection": "local", "ansible_python_interpreter": "/usr/bin/python3"}}
+    assert group["hosts"] == {
+        "localhost": {"ansible_connection": "local", "ansible_python_interpreter": "/usr/bin/python3"}
+    }
     assert group["vars"]["supernode_dataset_dir"] == str(dataset)
     assert group["vars"]["supernode_dataset_uri"] == "local:/data/dataset"
     assert group["vars"]["supernode_ca_cert"] == ca.read_text()
