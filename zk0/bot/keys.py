@@ -39,6 +39,8 @@ def find_public_key(pki_dir: Path = DEFAULT_PKI_DIR) -> Path:
 
 def show(pki_dir: Path = DEFAULT_PKI_DIR, path: Path | None = None) -> PublicKey:
     """Read and check the public key (``path`` wins over ``pki_dir``)."""
+    from cryptography.exceptions import UnsupportedAlgorithm
+
     from zk0.deploy.enrollment import EnrollmentError, fingerprint, load_public_key
 
     path = Path(path) if path else find_public_key(pki_dir)
@@ -49,7 +51,8 @@ def show(pki_dir: Path = DEFAULT_PKI_DIR, path: Path | None = None) -> PublicKey
                        ExitCode.NOT_FOUND) from err  # fmt: skip
     try:
         key = load_public_key(path)
-    except EnrollmentError as err:
-        raise BotError(str(err), f"move {path} away and run `zk0bot client start --no-start` to make a new pair",
+    except (EnrollmentError, UnsupportedAlgorithm) as err:  # the latter: not a key type at all
+        problem = str(err) if isinstance(err, EnrollmentError) else f"{path} is not an OpenSSH public key ({err})"
+        raise BotError(problem, f"move {path} away and run `zk0bot client start --no-start` to make a new pair",
                        ExitCode.USAGE) from err  # fmt: skip
     return PublicKey(path=path, line=text.splitlines()[0], fingerprint=fingerprint(key))

@@ -68,6 +68,17 @@ def app_dir(explicit: Path | None = None) -> Iterator[Path]:
         yield stage
 
 
+def progress_of(line: str, done: int, total: int | None) -> tuple[int, int | None] | None:
+    """(rounds done, total) after ``line``, or None when the line says nothing about progress."""
+    if m := _PLAN.search(line):
+        return int(m.group(1)) - 1, int(m.group(2))
+    if m := _DONE.search(line):
+        return int(m.group(1)), total
+    if m := _FLOWER_ROUND.search(line):
+        return int(m.group(1)) - 1, int(m.group(2))
+    return None
+
+
 @dataclass
 class RunOutcome:
     run_id: int | None
@@ -110,15 +121,9 @@ def submit(
             on_line(line)
             if run_id is None and (m := _STARTED.search(line)):
                 run_id = int(m.group(1))
-            if m := _PLAN.search(line):
-                done, total = int(m.group(1)) - 1, int(m.group(2))
-            elif m := _DONE.search(line):
-                done = int(m.group(1))
-            elif m := _FLOWER_ROUND.search(line):
-                done, total = int(m.group(1)) - 1, int(m.group(2))
-            else:
-                continue
-            on_progress(done, total)
+            if (update := progress_of(line, done, total)) is not None:
+                done, total = update
+                on_progress(done, total)
         rc = proc.wait()
     status = run_status(run_id, connection) if run_id is not None else ""
     return RunOutcome(run_id, done, status, rc)

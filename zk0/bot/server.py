@@ -171,9 +171,11 @@ def enroll(public_key: Path, name: str, connection: str = DEFAULT_CONNECTION, ba
 
     if not _NAME.fullmatch(name):
         raise BotError(f"Node name {name!r} is not usable", "use letters, digits, '.', '_' or '-'", ExitCode.USAGE)
+    from cryptography.exceptions import UnsupportedAlgorithm
+
     try:
         key = enrollment.load_public_key(public_key)
-    except enrollment.EnrollmentError as err:
+    except (enrollment.EnrollmentError, UnsupportedAlgorithm) as err:
         raise BotError(str(err), "ask the operator for the one-line supernode.key.pub (`zk0bot keys show`)",
                        ExitCode.NOT_FOUND if not Path(public_key).exists() else ExitCode.USAGE) from err  # fmt: skip
     fp = enrollment.fingerprint(key)
