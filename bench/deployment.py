@@ -9,6 +9,8 @@ evaluation) says where zk0's extra seconds go, and `flwr ls` gives the bytes on 
 from __future__ import annotations
 
 import json
+import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -23,11 +25,14 @@ TINY_RUN = {"model": "tiny", "local-steps": 3, "batch-size": 4, "eval-batches": 
 # One ClientApp message, step by step, in a fresh process: what the SuperNode's
 # `flwr-clientapp` process does after the engine hands it a train message.
 PROBE = r"""
-import json, sys, time, tomllib
-t = [time.perf_counter()]
+import json, resource, sys, time, tomllib
+def now():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return time.perf_counter(), r.ru_utime + r.ru_stime
+t = [now()]
 steps = {}
-def lap(name):
-    t.append(time.perf_counter()); steps[name] = t[-1] - t[-2]
+def lap(name):  # wall and CPU seconds: CPU stays meaningful on a busy shared machine
+    t.append(now()); steps[name] = [t[-1][0] - t[-2][0], t[-1][1] - t[-2][1]]
 import flwr.supernode.runtime.run_clientapp
 lap("process start: flwr runtime import")
 import zk0.client_app
@@ -56,12 +61,17 @@ print(json.dumps(steps))
 """
 
 NUMPY_PROBE = r"""
-import json, time
-t0 = time.perf_counter()
+import json, resource, time
+def now():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return time.perf_counter(), r.ru_utime + r.ru_stime
+t0 = now()
 import flwr.supernode.runtime.run_clientapp
-t1 = time.perf_counter()
+t1 = now()
 import numpy_app.client_app
-print(json.dumps({"process start: flwr runtime import": t1 - t0, "import numpy_app.client_app": time.perf_counter() - t1}))
+t2 = now()
+print(json.dumps({"process start: flwr runtime import": [t1[0] - t0[0], t1[1] - t0[1]],
+                  "import numpy_app.client_app": [t2[0] - t1[0], t2[1] - t1[1]]}))
 """
 
 
@@ -159,15 +169,26 @@ def _report(np_rounds: list[dict], zk_records: list[dict], weight_bytes: int, nu
               "(2 nodes x (train send + reply) = 4 weight transfers expected per round)")  # fmt: skip
 
 
-def _probe(code: str, cwd: Path, *args: str) -> dict[str, float] | None:
+def _probe(code: str, cwd: Path, *args: str) -> dict[str, list[float]] | None:
+    """Steps of a fresh process as {name: [wall s, CPU s]}, plus interpreter start and exit."""
     started = time.perf_counter()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=False, cwd=cwd)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         print(f"breakdown probe failed: {proc.stderr[-800:]}")
         return None
     steps = json.loads(proc.stdout.strip().splitlines()[-1])
-    steps["interpreter start and exit"] = time.perf_counter() - started - sum(steps.values())
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    steps["interpreter start and exit"] = [
+        time.perf_counter() - started - sum(w for w, _ in steps.values()),
+        cpu - sum(c for _, c in steps.values()),
+    ]
     return steps
+
+
+def _total(steps: dict[str, list[float]]) -> list[float]:
+    return [sum(v[0] for v in steps.values()), sum(v[1] for v in steps.values())]
 
 
 def _breakdown(dataset: Path, zk_records: list[dict]) -> None:
@@ -175,17 +196,22 @@ def _breakdown(dataset: Path, zk_records: list[dict]) -> None:
     then the server's own steps from the round JSON."""
     cfg = REPO / "pyproject.toml"
     zk = _probe(PROBE, REPO, str(cfg), json.dumps(TINY_RUN), f"local:{dataset}")
-    npy = _probe(NUMPY_PROBE, NUMPY_APP)
+    npy = _probe(NUMPY_PROBE, NUMPY_APP) or {}
     if zk is None:
         return
-    print("one ClientApp process per message, measured alone (zk0 | numpy app):")
-    for name, seconds in zk.items():
-        other = f"{npy[name]:6.2f} s" if npy and name in npy else ""
-        print(f"  {name:<68} {seconds:6.2f} s | {other}")
-    if npy:
-        print(f"  {'import numpy_app.client_app':<68} {'':8} | {npy['import numpy_app.client_app']:6.2f} s")
-    total_np = sum(npy.values()) if npy else 0.0
-    print(f"  {'total':<68} {sum(zk.values()):6.2f} s | {total_np:6.2f} s")
+    print(
+        f"one ClientApp process per message, run alone (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)"
+    )
+    print(f"  {'step':<68} {'zk0 wall':>8} {'CPU':>6} | {'numpy wall':>10} {'CPU':>6}")
+
+    def row(name: str, mine: list[float] | None, theirs: list[float] | None) -> None:
+        left = f"{mine[0]:7.2f}s {mine[1]:5.2f}s" if mine else " " * 15
+        right = f"{theirs[0]:9.2f}s {theirs[1]:5.2f}s" if theirs else ""
+        print(f"  {name:<68} {left} | {right}")
+
+    for name in [*zk, *(n for n in npy if n not in zk)]:
+        row(name, zk.get(name), npy.get(name))
+    row("total", _total(zk), _total(npy) if npy else None)
     server = {
         k: _mean(r.get("seconds-by-step", {}).get(k, 0.0) for r in zk_records) for k in ("server-eval", "checkpoint")
     }

@@ -72,7 +72,8 @@ def test_two_rounds_then_resume(simulation, tmp_path):
     from lerobot.policies.smolvla.configuration_smolvla import SmolVLAConfig
 
     out = tmp_path / "outputs"
-    common = f"output-dir='{out}' run-name='sim' local-steps=12 batch-size=4 eval-batches=2"
+    # client-eval-every=1: the separate evaluate messages too, not only the train replies' scores.
+    common = f"output-dir='{out}' run-name='sim' local-steps=12 batch-size=4 eval-batches=2 client-eval-every=1"
     flwr_run(simulation, f"num-server-rounds=2 {common}")
     run_dir = out / "sim"
 
@@ -94,6 +95,10 @@ def test_two_rounds_then_resume(simulation, tmp_path):
         clients = rounds[r]["train"]["clients"]
         assert len(clients) == 2 and all(label.startswith("ds-") for label in clients)
         assert len(rounds[r]["client-eval"]["clients"]) == 2
+        assert set(rounds[r]["client-eval-start"]["clients"]) == set(clients)
+        assert np.isfinite(rounds[r]["client-eval-start-loss"]), r
+    # Round 2's train replies scored what round 1's evaluate messages scored: round 1's result.
+    assert rounds[2]["client-eval-start-loss"] == pytest.approx(rounds[1]["client-eval-loss"], rel=1e-4)
     # Local training lowers the loss within a round (mean over both clients and rounds).
     start = np.mean([c["train-loss-start"] for r in (1, 2) for c in rounds[r]["train"]["clients"].values()])
     end = np.mean([c["train-loss-end"] for r in (1, 2) for c in rounds[r]["train"]["clients"].values()])

@@ -74,7 +74,9 @@ def test_two_rounds_with_checkpoints_and_a_poisoned_node_dropped(
     fed = zk0_loopback
     _start_nodes(fed, datasets, poisoned="c")
     out = tmp_path / "outputs"
-    run_id = fed.submit(REPO, {**RUN, "num-server-rounds": 2, "output-dir": str(out), "run-name": "deploy"})
+    # client-eval-every=2: round 1 sends train messages only, round 2 evaluate messages too.
+    config = {**RUN, "num-server-rounds": 2, "output-dir": str(out), "run-name": "deploy", "client-eval-every": 2}
+    run_id = fed.submit(REPO, config)
     info = fed.wait_finished(run_id, timeout=540)
     assert info["status"] == "finished:completed", fed.tails()
     assert info["network-traffic"]["total-bytes"] > 0
@@ -89,6 +91,10 @@ def test_two_rounds_with_checkpoints_and_a_poisoned_node_dropped(
         assert len(train["rejected"]) == 1, train  # ... the NaN update was dropped
         assert all(label.startswith("ds-") for label in [*train["clients"], *train["rejected"]])
         assert "server-eval" in _metrics(run_dir, r)
+        # Each honest train reply scored the weights it received; the poisoned one was dropped whole.
+        assert set(_metrics(run_dir, r)["client-eval-start"]["clients"]) == set(train["clients"])
+    assert "client-eval" not in _metrics(run_dir, 1)
+    assert len(_metrics(run_dir, 2)["client-eval"]["clients"]) == 3  # evaluate messages reach every node
 
 
 @pytest.mark.timeout(600)
