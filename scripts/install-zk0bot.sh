@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Install the `zk0bot` command for this user from a zk0 checkout (or a wheel / sdist / URL).
+#
+#   scripts/install-zk0bot.sh            # full: zk0 with its dependencies + Ansible (pipx when present)
+#   scripts/install-zk0bot.sh --light    # zk0bot's runtime only: no torch/lerobot (about 0.5 GB instead of 6)
+#   scripts/install-zk0bot.sh --light dist/zk0-0.4.0-py3-none-any.whl
+#
+# With pipx on PATH it runs `pipx install "<source>[operator]"` (upgrades with --force).
+# Without pipx (Debian forbids `pip install --user` under PEP 668) it makes a private venv in
+# $ZK0BOT_VENV (default ~/.local/share/zk0bot/venv) and links $ZK0BOT_BIN_DIR/zk0bot
+# (default ~/.local/bin), which is what pipx does. Needs Python 3.12 and PyPI access.
+# --light installs zk0 without its declared dependencies and then exactly what zk0bot
+# imports: typer, flwr (enrollment, `flwr run`) and ansible; pins as in pyproject.toml and
+# requirements/ops.in (tests/integration/bot/test_install.py checks they agree).
+set -euo pipefail
+
+LIGHT_DEPS=("typer==0.20.1" "flwr==1.42.0" "ansible==14.5.0")
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+light=0
+if [[ "${1:-}" == "--light" ]]; then light=1; shift; fi
+source="${1:-$(dirname "$here")}"
+if [[ -d "$source" && ! -f "$source/pyproject.toml" ]]; then
+    echo "error: $source is not a zk0 checkout (no pyproject.toml). Fix: pass the checkout, a wheel or a URL." >&2
+    exit 2
+fi
+python="${ZK0BOT_PYTHON:-$("$here/find-python.sh")}"
+
+if command -v pipx >/dev/null 2>&1 && [[ -z "${ZK0BOT_VENV:-}" ]]; then
+    if (( light )); then
+        pipx install --force --python "$python" --pip-args="--no-deps --no-warn-conflicts" "$source"
+        pipx inject zk0 "${LIGHT_DEPS[@]}"
+    else
+        pipx install --force --python "$python" "$source[operator]"
+    fi
+    bin="$(pipx environment --value PIPX_BIN_DIR)"
+else
+    venv="${ZK0BOT_VENV:-$HOME/.local/share/zk0bot/venv}"
+    bin="${ZK0BOT_BIN_DIR:-$HOME/.local/bin}"
+    "$python" -m venv --clear "$venv"
+    pip=("$venv/bin/python" -m pip install -q --disable-pip-version-check)
+    if (( light )); then
+        "${pip[@]}" "${LIGHT_DEPS[@]}"
+        "${pip[@]}" --no-deps --no-warn-conflicts "$source"  # zk0's own torch/lerobot pins are not wanted
+    else
+        "${pip[@]}" "$source[operator]"
+    fi
+    mkdir -p "$bin"
+    ln -sf "$venv/bin/zk0bot" "$bin/zk0bot"
+fi
+
+"$bin/zk0bot" --version
+"$bin/zk0bot" paths
+case ":$PATH:" in *":$bin:"*) ;; *) echo "note: add $bin to PATH (e.g. in ~/.profile) to type zk0bot directly." ;; esac
+echo "next: zk0bot doctor   (docs/NODE-OPERATORS.md)"
