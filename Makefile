@@ -29,7 +29,7 @@ lock:  ## re-resolve requirements/lock.txt from pyproject.toml
 	$(UV) pip compile -q pyproject.toml --extra dev --python-version 3.12 \
 	    --python-platform x86_64-manylinux_2_28 -o requirements/lock.txt
 
-test: lint test-unit test-integration test-deploy test-image test-roles  ## every test tier (what CI runs)
+test: lint test-unit test-integration test-deploy test-image test-roles test-lab  ## every test tier (what CI runs)
 
 test-unit: setup  ## pure logic, seconds
 	$(PY) -m pytest tests/unit
@@ -49,13 +49,30 @@ sim: setup  ## simulate SIM_NODES clients offline (tiny SmolVLA, synthetic data)
 	PATH=$(abspath $(VENV)/bin):$$PATH zk0 sim start --num-supernodes $(SIM_NODES)
 	PATH=$(abspath $(VENV)/bin):$$PATH flwr run . local-sim --stream $(if $(SIM_RUN_CONFIG),--run-config "$(SIM_RUN_CONFIG)")
 
-demo: sim  ## a federated run on this machine, offline (the simulation, for now)
+# --- the lab: three Debian container hosts provisioned by the real playbooks (lab/) ---
+DEMO_ROUNDS ?= 3
+.PHONY: demo demo-down test-lab lab-tools
+lab-tools:
+	@command -v ssh >/dev/null && command -v ssh-keyscan >/dev/null || { \
+	    echo "installing openssh-client (Ansible reaches the lab hosts over SSH)"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openssh-client >/dev/null; }
+
+demo: setup setup-ops image lab-tools  ## three container hosts, site.yml over SSH, a federated run, a summary
+	$(PY) -m lab up
+	$(PY) -m lab converge
+	$(PY) -m lab run --rounds $(DEMO_ROUNDS)
+
+demo-down:  ## remove every container, network and volume the lab made (and .lab/)
+	$(PY) -m lab down
+
+test-lab: setup setup-ops image lab-tools  ## full-stack test: the lab, site.yml twice, runs, enrollment, a host lost
+	$(PY) -m pytest tests/lab
 
 sim-stop:  ## stop the simulation SuperLink that `make sim` started
 	PATH=$(abspath $(VENV)/bin):$$PATH zk0 sim stop
 
 lint: setup lint-ansible  ## ruff over the package and tests, ansible-lint over roles
-	$(VENV)/bin/ruff check zk0 tests bench
+	$(VENV)/bin/ruff check zk0 tests bench lab
 
 clean:  ## remove build outputs (keeps .venv)
 	rm -rf outputs .pytest_cache
