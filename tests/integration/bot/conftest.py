@@ -49,6 +49,18 @@ def bot(tmp_path: Path) -> Bot:
     return Bot(tmp_path / "zk0bot-home", tmp_path / "flwr-home")
 
 
+@pytest.fixture
+def ansible() -> Path:
+    """ansible-playbook as zk0bot finds it; `make test` sets up .venv-ops (lint runs first)."""
+    from zk0.bot.errors import BotError
+    from zk0.bot.playbook import ansible_playbook
+
+    try:
+        return ansible_playbook()
+    except BotError as err:
+        pytest.fail(f"{err} (run `make setup-ops`, or `make test`, which does)")
+
+
 @pytest.fixture(scope="session")
 def creds(tmp_path_factory: pytest.TempPathFactory) -> Credentials:
     return Credentials(tmp_path_factory.mktemp("bot-pki"))

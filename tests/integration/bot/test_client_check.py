@@ -20,7 +20,7 @@ from zk0.deploy import pki
 
 from .conftest import Bot
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240), pytest.mark.usefixtures("ansible")]
 
 SECRET = "hf_zk0bot-test-secret-value"
 

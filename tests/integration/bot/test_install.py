@@ -23,7 +23,7 @@ UV = Path(sys.executable).parent / "uv"
 SCRIPT = REPO / "scripts" / "install-zk0bot.sh"
 
 
-def _run(argv: list, **kw) -> subprocess.CompletedProcess:  # noqa: ANN003
+def _run(argv: list, **kw) -> subprocess.CompletedProcess:
     return subprocess.run([str(a) for a in argv], capture_output=True, text=True, check=False, timeout=400, **kw)
 
 
@@ -87,8 +87,8 @@ def test_installed_zk0bot_runs_the_shipped_playbook_and_builds_the_app(wheel: Pa
     assert check.returncode in (0, 1), check.stderr
 
     # `server run` outside a checkout stages the installed package + shipped pyproject.toml; flwr builds a FAB from it.
-    stage = _run([py, "-c", "import shutil, sys\nfrom zk0.bot.runs import app_dir\n"
-                  "with app_dir() as d: shutil.copytree(d, sys.argv[1])", tmp_path / "app"], env=env, cwd=tmp_path)  # fmt: skip
+    code = "import shutil, sys\nfrom zk0.bot.runs import app_dir\nwith app_dir() as d: shutil.copytree(d, sys.argv[1])"
+    stage = _run([py, "-c", code, tmp_path / "app"], env=env, cwd=tmp_path)
     assert stage.returncode == 0, stage.stderr
     assert not (tmp_path / "app" / "zk0" / "_ops").exists()
     fab = _run([venv / "bin" / "flwr", "build", "--app", tmp_path / "app"], env=env, cwd=tmp_path)
