@@ -341,6 +341,32 @@ def keys_show(
     err.print(f"{key.path}  fingerprint {key.fingerprint}")
 
 
+@keys_app.command("create")
+@handled
+def keys_create(
+    pki_dir: PkiOpt = keys.DEFAULT_PKI_DIR,
+    host: HostOpt = "",
+    ssh_port: SshPortOpt = None,
+    ssh_key: SshKeyOpt = None,
+    var: VarOpt = [],  # noqa: B006
+    check: CheckOpt = False,
+    verbose: VerboseOpt = False,
+    ask_become_pass: BecomeOpt = False,
+) -> None:
+    """Make this node's key pair on the node (before applying) and print the public key; an existing key is kept."""
+    saved = client.load_settings()
+    s = client.merge(saved, host=host, ssh_port=ssh_port, ssh_key=str(ssh_key) if ssh_key else "",
+                     pki_dir=str(pki_dir), extra_vars={**(saved.extra_vars if saved else {}), **playbook.parse_vars(var)})  # fmt: skip
+    with _spinner(f"node key on {s.target.name}") as status:
+        result, pub = client.create_key(s, check=check, ask_become_pass=ask_become_pass, verbose=verbose,
+                                        status=None if verbose else status)  # fmt: skip
+    _report_playbook(result, check, "node key")
+    if not check:
+        key = keys.show(path=pub)
+        out.print(key.line, markup=False)
+        err.print(f"{pub}  fingerprint {key.fingerprint}; paste the line into your application")
+
+
 @app.command("doctor")
 @handled
 def doctor_cmd(

@@ -158,6 +158,29 @@ def start(
     return result, fetch_dir / f"{s.target.name}.pub"
 
 
+NODE_KEY_PLAYBOOK = Path(__file__).parent / "playbooks" / "node-key.yml"
+
+
+def create_key(
+    s: ClientSettings,
+    base: Path | None = None,
+    check: bool = False,
+    ask_become_pass: bool = False,
+    verbose: bool = False,
+    status=None,
+) -> tuple[playbook.PlaybookResult, Path]:
+    """Make the node key pair on the target (supernode role, ``keys`` entry point) and fetch
+    the public key; needs no SuperLink address or CA yet. Returns the result and the key path."""
+    side = side_dir("client", base)
+    fetch_dir = side / "node-keys"
+    fetch_dir.mkdir(exist_ok=True)
+    gv = {"supernode_pki_dir": s.pki_dir, "supernode_public_key_fetch_dir": str(fetch_dir), **s.extra_vars}
+    inventory = playbook.write_inventory(side / "keys-inventory.json", GROUP, s.target, gv)
+    result = playbook.run_playbook(str(NODE_KEY_PLAYBOOK), inventory, side / "logs", None, check, ask_become_pass,
+                                   verbose, status)  # fmt: skip
+    return result, fetch_dir / f"{s.target.name}.pub"
+
+
 def compose_argv(s: ClientSettings, action: str, tail: int = 100) -> list[str]:
     base = ["docker", "compose", "-f", "compose.yml", "--env-file", "client.env"]
     match action:

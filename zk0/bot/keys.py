@@ -31,8 +31,7 @@ def find_public_key(pki_dir: Path = DEFAULT_PKI_DIR) -> Path:
             return path
     raise BotError(
         f"No node key in {pki_dir}",
-        "run `zk0bot client start ... --no-start` (the playbook makes the key pair on this node) "
-        f"or `zk0 pki node-key --dir {pki_dir}`, then run `zk0bot keys show` again",
+        f"run `sudo zk0bot keys create --pki-dir {pki_dir}` (the supernode role makes the pair on this node)",
         ExitCode.NOT_FOUND,
     )
 
@@ -53,6 +52,6 @@ def show(pki_dir: Path = DEFAULT_PKI_DIR, path: Path | None = None) -> PublicKey
         key = load_public_key(path)
     except (EnrollmentError, UnsupportedAlgorithm) as err:  # the latter: not a key type at all
         problem = str(err) if isinstance(err, EnrollmentError) else f"{path} is not an OpenSSH public key ({err})"
-        raise BotError(problem, f"move {path} away and run `zk0bot client start --no-start` to make a new pair",
+        raise BotError(problem, f"move {path} away and run `zk0bot keys create` to make a new pair",
                        ExitCode.USAGE) from err  # fmt: skip
     return PublicKey(path=path, line=text.splitlines()[0], fingerprint=fingerprint(key))

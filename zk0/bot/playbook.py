@@ -225,9 +225,10 @@ def run_playbook(
     verbose: bool = False,
     status=None,
 ) -> PlaybookResult:
-    """Run ``playbooks/<playbook>`` against ``inventory``; the whole output goes to a log file."""
+    """Run ``playbooks/<playbook>`` (or a playbook given by absolute path, such as zk0bot's own
+    ``zk0/bot/playbooks/``) against ``inventory``; the whole output goes to a log file."""
     assets = assets_dir()
-    book = assets / "playbooks" / playbook
+    book = Path(playbook) if Path(playbook).is_absolute() else assets / "playbooks" / playbook
     argv = [str(ansible_playbook()), "-i", str(inventory), str(book)]
     if check:
         argv += ["--check", "--diff"]

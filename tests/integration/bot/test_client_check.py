@@ -99,3 +99,16 @@ def test_saved_settings_are_reused_and_status_reaches_the_node(bot: Bot, tmp_pat
     if not Path("/etc/zk0/client/compose.yml").exists():
         assert status.returncode == ExitCode.FAILED
         assert "docker compose status failed on the node" in status.stderr
+
+
+def test_keys_create_check_mode_validates_and_changes_nothing(bot: Bot, tmp_path: Path) -> None:
+    made = pki.create_node_key(tmp_path / "pki")
+    (tmp_path / "pki" / "supernode.key.pub").write_bytes(made.public_key.read_bytes())  # the role's file name
+    before = made.private_key.stat()
+    result = bot("keys", "create", "--check", "--pki-dir", str(tmp_path / "pki"))
+    assert result.returncode == ExitCode.OK, result.stderr
+    assert "node key (check mode): ok" in result.stderr
+    log = next((bot.home / "client" / "logs").glob("*-node-key-check.log")).read_text()
+    assert "Validating arguments against arg spec 'keys'" in log
+    after = made.private_key.stat()
+    assert (after.st_uid, after.st_mode, after.st_mtime) == (before.st_uid, before.st_mode, before.st_mtime)

@@ -40,7 +40,7 @@ def test_the_wheel_ships_the_playbooks_roles_and_app_config(wheel: Path) -> None
     for path in ("zk0/_ops/ansible.cfg", "zk0/_ops/playbooks/client.yml", "zk0/_ops/playbooks/server.yml",
                  "zk0/_ops/roles/supernode/tasks/main.yml", "zk0/_ops/roles/superlink/files/enroll_nodes.py",
                  "zk0/_ops/roles/supernode/meta/argument_specs.yml", "zk0/_ops/app/pyproject.toml",
-                 "zk0/bot/cli.py"):  # fmt: skip
+                 "zk0/bot/cli.py", "zk0/bot/playbooks/node-key.yml"):  # fmt: skip
         assert path in names, path
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "zk0bot = zk0.bot.cli:app" in zipfile.ZipFile(wheel).read(entry_points).decode()
