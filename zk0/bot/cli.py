@@ -9,6 +9,7 @@ Errors are one sentence with the fix, and the exit code says what kind of failur
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 from collections.abc import Callable
@@ -75,8 +76,9 @@ def _report_playbook(result: playbook.PlaybookResult, check: bool, what: str) ->
     err.print(f"{what}{' (check mode)' if check else ''}: ok, {summary}; log: {result.log}")
 
 
-def _spinner(text: str):
-    return err.status(text, spinner="dots")
+def _spinner(text: str, quiet: bool = False):
+    """A spinner on stderr; none when output is streamed or a password prompt must stay readable."""
+    return contextlib.nullcontext() if quiet else err.status(text, spinner="dots")
 
 
 # ---------------------------------------------------------------- client
@@ -108,9 +110,9 @@ def client_start(
                      ssh_port=ssh_port, ssh_key=str(ssh_key) if ssh_key else "", image=image,
                      image_source=image_source, gpu=gpu, extra_vars=extra)  # fmt: skip
     secrets = state.read_secrets(secrets_file)
-    with _spinner(f"client playbook on {s.target.name}") as status:
+    with _spinner(f"client playbook on {s.target.name}", verbose or ask_become_pass) as status:
         result, pub = client.start(s, secrets, start_stack=not no_start, check=check,
-                                   ask_become_pass=ask_become_pass, verbose=verbose, status=None if verbose else status)  # fmt: skip
+                                   ask_become_pass=ask_become_pass, verbose=verbose, status=status)  # fmt: skip
     _report_playbook(result, check, "client playbook")
     if check:
         return
@@ -124,7 +126,7 @@ def client_start(
 
 
 def _client_control(action: str, tail: int = 100, ask_become_pass: bool = False) -> dict:
-    with _spinner(f"{action} on the node"):
+    with _spinner(f"{action} on the node", ask_become_pass):
         result = client.control(action, tail=tail, ask_become_pass=ask_become_pass)
     if result.get("rc") != 0:  # ansible reports a command it could not start without rc
         raise BotError(f"docker compose {action} failed on the node: {(result.get('stderr') or result.get('msg', ''))[-400:]}",
@@ -194,10 +196,10 @@ def server_start(
     s = server.merge(saved, sans=list(san), port=port, address=address, connection=connection, host=host,
                      ssh_port=ssh_port, ssh_key=str(ssh_key) if ssh_key else "", image=image,
                      image_source=image_source, extra_vars=extra)  # fmt: skip
-    with _spinner(f"server playbook on {s.target.name}") as status:
+    with _spinner(f"server playbook on {s.target.name}", verbose or ask_become_pass) as status:
         result, conn_file = server.start(s, state.read_secrets(secrets_file), check=check,
                                          ask_become_pass=ask_become_pass, verbose=verbose,
-                                         status=None if verbose else status)  # fmt: skip
+                                         status=status)  # fmt: skip
     _report_playbook(result, check, "server playbook")
     if conn_file:
         ca = state.side_dir("server") / "pki" / "ca.pem"
@@ -206,7 +208,7 @@ def server_start(
 
 
 def _server_control(action: str, tail: int = 100, ask_become_pass: bool = False) -> dict:
-    with _spinner(f"{action} on the server"):
+    with _spinner(f"{action} on the server", ask_become_pass):
         result = server.control(action, tail=tail, ask_become_pass=ask_become_pass)
     if result.get("rc") != 0:  # ansible reports a command it could not start without rc
         raise BotError(f"docker compose {action} failed on the server: {(result.get('stderr') or result.get('msg', ''))[-400:]}",
@@ -357,9 +359,9 @@ def keys_create(
     saved = client.load_settings()
     s = client.merge(saved, host=host, ssh_port=ssh_port, ssh_key=str(ssh_key) if ssh_key else "",
                      pki_dir=str(pki_dir), extra_vars={**(saved.extra_vars if saved else {}), **playbook.parse_vars(var)})  # fmt: skip
-    with _spinner(f"node key on {s.target.name}") as status:
+    with _spinner(f"node key on {s.target.name}", verbose or ask_become_pass) as status:
         result, pub = client.create_key(s, check=check, ask_become_pass=ask_become_pass, verbose=verbose,
-                                        status=None if verbose else status)  # fmt: skip
+                                        status=status)  # fmt: skip
     _report_playbook(result, check, "node key")
     if not check:
         key = keys.show(path=pub)

@@ -1,4 +1,4 @@
-"""`zk0bot client start --check`: the generated inventory through the real client playbook, in
+"""`zk0bot client start --check`, `server start --check`, `keys create --check`: the generated
 Ansible check mode against this machine.
 
 Check mode changes nothing (the roles' only check_mode: false tasks read /sys and run
@@ -112,3 +112,25 @@ def test_keys_create_check_mode_validates_and_changes_nothing(bot: Bot, tmp_path
     assert "Validating arguments against arg spec 'keys'" in log
     after = made.private_key.stat()
     assert (after.st_uid, after.st_mode, after.st_mtime) == (before.st_uid, before.st_mode, before.st_mtime)
+
+
+def test_server_check_mode_lists_enrolled_nodes_and_writes_no_connection(bot: Bot, tmp_path: Path) -> None:
+    key = pki.create_node_key(tmp_path / "node")
+    assert bot("server", "enroll", str(key.public_key), "--name", "gpu-1").returncode == 0
+    result = bot("server", "start", "--check", "--san", "link.example.org", "--image", "zk0:0.4.0",
+                 "--image-source", "local", env={"WANDB_API_KEY": SECRET})  # fmt: skip
+
+    group = json.loads((bot.home / "server" / "inventory.json").read_text())["all"]["children"]["zk0_server"]
+    assert group["vars"]["superlink_authorized_nodes"] == [
+        {"name": "gpu-1", "public_key_file": str(bot.home / "server" / "node-keys" / "gpu-1.pub")}]  # fmt: skip
+    assert group["vars"]["superlink_cert_sans"] == ["link.example.org"]
+    assert group["vars"]["superlink_pki_local_dir"] == str(bot.home / "server" / "pki")
+    log = next((bot.home / "server" / "logs").glob("*-server-check.log")).read_text()
+    validate = log.split("TASK [Check the superlink settings before any change")[1]
+    assert validate.split("TASK [")[0].strip().endswith("ok: [localhost]"), validate[:800]
+    assert result.returncode in (ExitCode.OK, ExitCode.FAILED)
+    assert not (bot.flwr_home / "config.toml").exists()  # the admin connection is written after a real start only
+    assert not (bot.home / "server" / "pki" / "ca.key").exists()  # check mode made no CA
+    for path in (bot.home / "server").rglob("*"):
+        if path.is_file():
+            assert SECRET not in path.read_text(errors="replace"), path
