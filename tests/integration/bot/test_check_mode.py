@@ -1,5 +1,5 @@
 """`zk0bot client start --check`, `server start --check`, `keys create --check`: the generated
-Ansible check mode against this machine.
+inventories through the real playbooks, in Ansible check mode against this machine.
 
 Check mode changes nothing (the roles' only check_mode: false tasks read /sys and run
 `docker compose ps`); the test asserts that too. It never runs the playbook for real here:
