@@ -76,6 +76,16 @@ def _report_playbook(result: playbook.PlaybookResult, check: bool, what: str) ->
     err.print(f"{what}{' (check mode)' if check else ''}: ok, {summary}; log: {result.log}")
 
 
+def _secrets(secrets_file: str, used: tuple[str, ...]) -> dict[str, str]:
+    """Secrets for this run; say so when there are none, since the role then writes an empty
+    secrets file on the host (a token given on an earlier run is not kept)."""
+    found = state.read_secrets(Path(secrets_file) if secrets_file else None)
+    missing = [name for name in used if name not in found]
+    if missing:
+        err.print(f"note: no {' or '.join(missing)} (environment or --secrets-file): the host runs without it")
+    return found
+
+
 def _spinner(text: str, quiet: bool = False):
     """A spinner on stderr; none when output is streamed or a password prompt must stay readable."""
     return contextlib.nullcontext() if quiet else err.status(text, spinner="dots")
@@ -108,8 +118,9 @@ def client_start(
     extra = {**(saved.extra_vars if saved else {}), **playbook.parse_vars(var)}
     s = client.merge(saved, dataset=dataset, superlink=superlink, ca=str(ca.resolve()) if ca else "", host=host,
                      ssh_port=ssh_port, ssh_key=str(ssh_key) if ssh_key else "", image=image,
-                     image_source=image_source, gpu=gpu, extra_vars=extra)  # fmt: skip
-    secrets = state.read_secrets(secrets_file)
+                     image_source=image_source, gpu=gpu, extra_vars=extra,
+                     secrets_file=str(secrets_file.resolve()) if secrets_file else "")  # fmt: skip
+    secrets = _secrets(s.secrets_file, ("HF_TOKEN", "WANDB_API_KEY"))
     with _spinner(f"client playbook on {s.target.name}", verbose or ask_become_pass) as status:
         result, pub = client.start(s, secrets, start_stack=not no_start, check=check,
                                    ask_become_pass=ask_become_pass, verbose=verbose, status=status)  # fmt: skip
@@ -195,9 +206,11 @@ def server_start(
     extra = {**(saved.extra_vars if saved else {}), **playbook.parse_vars(var)}
     s = server.merge(saved, sans=list(san), port=port, address=address, connection=connection, host=host,
                      ssh_port=ssh_port, ssh_key=str(ssh_key) if ssh_key else "", image=image,
-                     image_source=image_source, extra_vars=extra)  # fmt: skip
+                     image_source=image_source, extra_vars=extra,
+                     secrets_file=str(secrets_file.resolve()) if secrets_file else "")  # fmt: skip
+    secrets = _secrets(s.secrets_file, ("WANDB_API_KEY",))
     with _spinner(f"server playbook on {s.target.name}", verbose or ask_become_pass) as status:
-        result, conn_file = server.start(s, state.read_secrets(secrets_file), check=check,
+        result, conn_file = server.start(s, secrets, check=check,
                                          ask_become_pass=ask_become_pass, verbose=verbose,
                                          status=status)  # fmt: skip
     _report_playbook(result, check, "server playbook")

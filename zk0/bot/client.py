@@ -45,6 +45,7 @@ class ClientSettings:
     stack_name: str = "zk0-client"
     gpu: bool | None = None  # None: what the nvidia role detects
     wandb_mode: str = "offline"
+    secrets_file: str = ""  # the path only: read again on every start, never copied
     extra_vars: dict[str, object] = field(default_factory=dict)
 
     @property

@@ -46,6 +46,7 @@ class ServerSettings:
     connection: str = DEFAULT_CONNECTION
     config_dir: str = "/etc/zk0/server"
     wandb_mode: str = "offline"
+    secrets_file: str = ""  # the path only: read again on every start, never copied
     extra_vars: dict[str, object] = field(default_factory=dict)
 
     @property

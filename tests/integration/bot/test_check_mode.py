@@ -89,9 +89,14 @@ def test_saved_settings_are_reused_and_status_reaches_the_node(bot: Bot, tmp_pat
     assert bot("client", "status").returncode == ExitCode.NOT_CONFIGURED
     dataset = tmp_path / "ds"
     dataset.mkdir()
-    _start(bot, dataset, ca)
-    again = bot("client", "start", "--check")  # everything from settings.json
+    secrets = tmp_path / "secrets.env"
+    secrets.write_text(f"HF_TOKEN={SECRET}\n")
+    secrets.chmod(0o600)
+    _start(bot, dataset, ca, "--secrets-file", str(secrets))
+    again = bot("client", "start", "--check")  # everything from settings.json, the secrets file re-read
     assert "needs" not in again.stderr
+    assert "note: no WANDB_API_KEY (" in again.stderr and "HF_TOKEN" not in again.stderr.split("note:")[1].split("\n")[0]
+    assert SECRET not in (bot.home / "client" / "settings.json").read_text()
     assert len(list((bot.home / "client" / "logs").glob("*-client-check.log"))) >= 1
 
     # status runs `docker compose ps` on the node through ansible (here: this machine, read-only).
