@@ -36,8 +36,8 @@ def _local_repo_id(path: Path) -> str:
     return f"local/{path.name or 'dataset'}"
 
 
-def open_metadata(uri: DatasetURI | str):
-    """Load the dataset metadata for `uri` and check it fits the SO-100/101 schema."""
+def precheck(uri: DatasetURI | str) -> DatasetURI:
+    """The checks that need neither lerobot nor torch: a wrong path fails in milliseconds."""
     uri = parse_dataset_uri(uri) if isinstance(uri, str) else uri
     if uri.is_local:
         path = uri.path
@@ -56,6 +56,12 @@ def open_metadata(uri: DatasetURI | str):
             json.loads(info.read_text())
         except json.JSONDecodeError as err:
             raise DatasetURIError(f"{info} is not valid JSON ({err}); the dataset is damaged") from err
+    return uri
+
+
+def open_metadata(uri: DatasetURI | str):
+    """Load the dataset metadata for `uri` and check it fits the SO-100/101 schema."""
+    uri = precheck(uri)
     # lerobot (and torch) load only once the cheap checks have passed: a wrong path fails fast.
     from lerobot.datasets.lerobot_dataset import LeRobotDatasetMetadata
 
