@@ -37,7 +37,8 @@ import flwr.supernode.runtime.run_clientapp
 lap("process start: flwr runtime import")
 import zk0.client_app
 lap("import zk0.client_app (torch, flwr app)")
-import lerobot.datasets.lerobot_dataset, lerobot.policies.factory, lerobot.policies.smolvla.modeling_smolvla
+zk0.client_app._import_and_freeze()  # lerobot's modules, as the ClientApp imports them
+import lerobot.policies.smolvla.modeling_smolvla
 lap("import lerobot (torchvision, torch._dynamo, datasets, transformers)")
 from zk0.config import FederationSettings
 from zk0.data.loading import open_metadata
@@ -119,30 +120,37 @@ def run() -> None:
     with tempfile.TemporaryDirectory(prefix="zk0-bench-deploy-") as tmp:
         base = Path(tmp)
         fed, datasets = _federation(base)
+        load = [os.getloadavg()[0]]
         try:
-            numpy_id = fed.submit(NUMPY_APP, {"num-server-rounds": ROUNDS, "output-dir": str(base / "np")})
-            numpy_info = fed.wait_finished(numpy_id, timeout=600)
-            out = base / "zk0-out"
-            zk0_id = fed.submit(
-                REPO, {**TINY_RUN, "num-server-rounds": ROUNDS, "output-dir": str(out), "run-name": "b"}
-            )
-            zk0_info = fed.wait_finished(zk0_id, timeout=900)
+            # numpy before and after zk0: on a shared machine the load drifts, and the floor
+            # should be measured under the same conditions as the run it is compared with.
+            infos = {}
+            for name, app, config in (
+                ("numpy-before", NUMPY_APP, {"output-dir": str(base / "np-before")}),
+                ("zk0", REPO, {**TINY_RUN, "output-dir": str(base / "zk0-out"), "run-name": "b"}),
+                ("numpy-after", NUMPY_APP, {"output-dir": str(base / "np-after")}),
+            ):
+                run_id = fed.submit(app, {**config, "num-server-rounds": ROUNDS})
+                infos[name] = fed.wait_finished(run_id, timeout=900)
+                load.append(os.getloadavg()[0])
         finally:
             fed.close()
-        if numpy_info["status"] != "finished:completed" or zk0_info["status"] != "finished:completed":
-            print(f"runs did not complete: numpy {numpy_info['status']}, zk0 {zk0_info['status']}")
+        if any(info["status"] != "finished:completed" for info in infos.values()):
+            print("runs did not complete: " + ", ".join(f"{k} {v['status']}" for k, v in infos.items()))
             return
-        np_rounds = _numpy_rounds(base / "np" / "rounds.json")
-        zk_records, weight_bytes = _zk0_rounds(out / "b")
-        _report(np_rounds, zk_records, weight_bytes, numpy_info, zk0_info)
+        np_rounds = _numpy_rounds(base / "np-before" / "rounds.json") + _numpy_rounds(base / "np-after" / "rounds.json")
+        zk_records, weight_bytes = _zk0_rounds(base / "zk0-out" / "b")
+        print(f"load average (1 min) at start and after each run: {' '.join(f'{x:.1f}' for x in load)}")
+        _report(np_rounds, zk_records, weight_bytes, infos)
         _breakdown(datasets[0], zk_records)
 
 
-def _report(np_rounds: list[dict], zk_records: list[dict], weight_bytes: int, numpy_info: dict, zk0_info: dict):
+def _report(np_rounds: list[dict], zk_records: list[dict], weight_bytes: int, infos: dict[str, dict]):
     np_mean = _mean(r["round"] for r in np_rounds)
     np_train = _mean(r["train"] for r in np_rounds)
     zk_mean = _mean(float(r["seconds"]) for r in zk_records)
-    print(f"loopback federation: 1 TLS SuperLink (node auth, SQLite), 2 SuperNodes, {ROUNDS} rounds each")
+    print(f"loopback federation: 1 TLS SuperLink (node auth, SQLite), 2 SuperNodes; numpy {ROUNDS} rounds before")
+    print(f"and {ROUNDS} after zk0's {ROUNDS} rounds (the floor under the same load)")
     print("  numpy round: a train message (array + 1) and an evaluate message to each node, FedAvg")
     print("  zk0 round:   a train message to each node (score the received weights on held-out episodes,")
     print(
@@ -159,12 +167,12 @@ def _report(np_rounds: list[dict], zk_records: list[dict], weight_bytes: int, nu
     steps = sorted({k for r in zk_records for k in r.get("seconds-by-step", {})})
     print("zk0 server-side steps, mean s/round: " + ", ".join(
         f"{k} {_mean(r.get('seconds-by-step', {}).get(k, 0.0) for r in zk_records):.2f}" for k in steps))  # fmt: skip
-    for name, info in (("numpy", numpy_info), ("zk0", zk0_info)):
+    for name, info in infos.items():
         print(f"flwr ls {name}: elapsed {info['elapsed'] / ROUNDS:.1f} s/round, "
               f"{info['network-traffic']['total-bytes'] / ROUNDS:,.0f} B/round on the wire, "
               f"ClientApp compute {info['compute-time']['clientapp-seconds'] / ROUNDS:.1f} s/round")  # fmt: skip
     if weight_bytes:
-        wire = zk0_info["network-traffic"]["total-bytes"] / ROUNDS
+        wire = infos["zk0"]["network-traffic"]["total-bytes"] / ROUNDS
         print(f"zk0 trainable weights {weight_bytes:,} B; wire/round {wire:,.0f} B = {wire / weight_bytes:.2f} x weights "
               "(2 nodes x (train send + reply) = 4 weight transfers expected per round)")  # fmt: skip
 
