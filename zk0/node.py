@@ -89,7 +89,7 @@ class NodeTrainer:
         self, arrays: dict[str, np.ndarray], server_round: int, proximal_mu: float, evaluate_first: bool = False
     ) -> NodeResult:
         metrics: dict[str, float] = {}
-        if evaluate_first:
+        if evaluate_first and self.split.eval:  # no held-out episodes: train anyway, unscored
             # Score the received weights before they change: the same figure a separate
             # evaluate message would give, without a second ClientApp process per round.
             scored = self.evaluate(arrays).metrics

@@ -104,3 +104,14 @@ def test_a_failing_node_reports_no_details(tmp_path, tiny_policy, caplog):
     for private in secrets_of(missing):
         assert private not in reason
     assert str(missing) in caplog.text, "the operator must still see the real reason locally"
+
+
+def test_a_node_without_held_out_episodes_still_trains_when_asked_to_score(
+    synth_dataset, tiny_policy, zk0_cache, monkeypatch
+):
+    monkeypatch.setenv("ZK0_LABEL_SECRET", str(zk0_cache / "label-secret"))
+    arrays = get_trainable_arrays(tiny_policy)
+    msg = request("train", arrays, **{EVAL_BEFORE_TRAIN: True})
+    reply = client_app(msg, context({"dataset-uri": f"local:{synth_dataset}"}, **{"eval-fraction": 0.0}))
+    assert not reply.has_error() and "arrays" in reply.content
+    assert "eval-loss" not in reply.content["metrics"] and reply.content["metrics"]["num-examples"] == 16
