@@ -20,7 +20,7 @@ RUN = (
 )
 
 
-@pytest.mark.timeout(420)
+@pytest.mark.timeout(600)
 def test_server_run_one_round_reports_progress_and_completion(
     tmp_path: Path, loopback: Loopback, bot: Bot, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
@@ -40,7 +40,7 @@ def test_server_run_one_round_reports_progress_and_completion(
 
     out = tmp_path / "outputs"
     result = bot("server", "run", "--rounds", "1", "--connection", CONNECTION, "--run-config", RUN,
-                 "--run-config", f'output-dir="{out}" run-name="bot"', timeout=400)  # fmt: skip
+                 "--run-config", f'output-dir="{out}" run-name="bot"', timeout=560)  # fmt: skip
     assert result.returncode == ExitCode.OK, result.stdout + result.stderr + loopback.tails()
     assert "finished:completed after 1 round(s)" in result.stdout
     # Progress parsed from the ServerApp's streamed log: a line per round when not on a terminal.
