@@ -2,7 +2,7 @@
 # Install the `zk0bot` command for this user from a zk0 checkout (or a wheel / sdist / URL).
 #
 #   scripts/install-zk0bot.sh            # full: zk0 with its dependencies + Ansible (pipx when present)
-#   scripts/install-zk0bot.sh --light    # zk0bot's runtime only: no torch/lerobot (about 0.5 GB instead of 6)
+#   scripts/install-zk0bot.sh --light    # zk0bot's runtime only: no torch/lerobot (about 0.75 GB instead of 6)
 #   scripts/install-zk0bot.sh --light dist/zk0-0.4.0-py3-none-any.whl
 #
 # With pipx on PATH it runs `pipx install "<source>[operator]"` (upgrades with --force).

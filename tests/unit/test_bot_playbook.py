@@ -99,3 +99,16 @@ def test_run_progress_from_zk0_and_flower_log_lines() -> None:
     assert runs.progress_of("INFO :      [ROUND 4/5]", 0, None) == (3, 5)
     assert runs.progress_of("INFO : resuming bot after round 2 from ...", 0, 3) is None
     assert runs.progress_of("Successfully started run 123", 0, None) is None
+
+
+def test_missing_ansible_is_a_missing_tool_error_with_the_install_command(tmp_path: Path, monkeypatch) -> None:
+    import zk0
+
+    monkeypatch.delenv("ZK0BOT_ANSIBLE_PLAYBOOK", raising=False)
+    monkeypatch.setattr(playbook.sys, "executable", str(tmp_path / "venv" / "bin" / "python"))
+    monkeypatch.setattr(playbook.shutil, "which", lambda name: None)
+    monkeypatch.setattr(zk0, "__file__", str(tmp_path / "src" / "zk0" / "__init__.py"))
+    with pytest.raises(BotError) as err:
+        playbook.ansible_playbook()
+    assert err.value.code == ExitCode.MISSING_TOOL
+    assert "pipx install 'zk0[operator]'" in err.value.fix and "make setup-ops" in err.value.fix
