@@ -59,7 +59,7 @@ def test_keys_show_reads_the_roles_file_name(runner: CliRunner, tmp_path: Path) 
 def test_keys_show_without_a_key_says_how_to_make_one(runner: CliRunner, tmp_path: Path) -> None:
     result = runner.invoke(app, ["keys", "show", "--pki-dir", str(tmp_path / "empty")])
     assert result.exit_code == ExitCode.NOT_FOUND
-    assert result.stderr.startswith("error: No node key in") and "Fix: run `sudo zk0bot keys create" in result.stderr
+    assert result.stderr.startswith("error: No node key in") and "Fix: run `zk0bot keys create -K" in result.stderr
     garbage = tmp_path / "bad"
     garbage.mkdir()
     (garbage / "supernode.pub").write_text("not a key\n")

@@ -31,7 +31,7 @@ def find_public_key(pki_dir: Path = DEFAULT_PKI_DIR) -> Path:
             return path
     raise BotError(
         f"No node key in {pki_dir}",
-        f"run `sudo zk0bot keys create --pki-dir {pki_dir}` (the supernode role makes the pair on this node)",
+        f"run `zk0bot keys create -K --pki-dir {pki_dir}` (the supernode role makes the pair on this node)",
         ExitCode.NOT_FOUND,
     )
 
@@ -46,7 +46,7 @@ def show(pki_dir: Path = DEFAULT_PKI_DIR, path: Path | None = None) -> PublicKey
     try:
         text = path.read_text(encoding="utf-8").strip()
     except PermissionError as err:
-        raise BotError(f"{path} is not readable by this user", "run the command with sudo",
+        raise BotError(f"{path} is not readable by this user", f"read it as root (`sudo cat {path}`) or pass --file with a readable copy",
                        ExitCode.NOT_FOUND) from err  # fmt: skip
     try:
         key = load_public_key(path)
