@@ -34,7 +34,7 @@ test: lint test-unit test-integration test-deploy test-image test-roles test-lab
 test-unit: setup  ## pure logic, seconds
 	$(PY) -m pytest tests/unit
 
-test-integration: setup  ## real Flower simulation with the tiny SmolVLA
+test-integration: setup setup-ops  ## real Flower simulation with the tiny SmolVLA; zk0bot against loopback
 	$(PY) -m pytest tests/integration --ignore=tests/integration/deploy
 
 test-deploy: setup  ## loopback deployment: real TLS SuperLink + SuperNodes with node auth, faults, rejections
@@ -66,7 +66,7 @@ demo-down:  ## remove every container, network and volume the lab made (and .lab
 	$(PY) -m lab down
 
 test-lab: setup setup-ops image lab-tools  ## full-stack test: the lab, site.yml twice, runs, enrollment, a host lost
-	$(PY) -m pytest tests/lab
+	$(PY) -m pytest tests/lab --durations=0
 
 sim-stop:  ## stop the simulation SuperLink that `make sim` started
 	PATH=$(abspath $(VENV)/bin):$$PATH zk0 sim stop

@@ -11,6 +11,7 @@ from pathlib import Path
 from lab.config import ROOT, LabConfig
 from lab.docker import LabError
 
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]|\\e\[[0-9;]*[A-Za-z]")
 RECAP = re.compile(r"^(?P<host>\S+)\s+:\s+ok=(?P<ok>\d+)\s+changed=(?P<changed>\d+)\s+"
                    r"unreachable=(?P<unreachable>\d+)\s+failed=(?P<failed>\d+)")
 
@@ -56,8 +57,22 @@ def playbook(cfg: LabConfig, name: str, limit: str | None = None, extra_inventor
     recap = parse_recap(lines)
     if code != 0:
         raise LabError(f"ansible-playbook {name} failed (exit {code}; {summary(recap)}): "
-                       f"the log is {log_path}; last lines: {''.join(lines[-15:]).strip()[-1500:]}")
+                       f"{failure(lines)} (the whole log: {log_path})")
     return recap
+
+
+def failure(lines: list[str]) -> str:
+    """The failed task and its message: from the last `fatal:` line to the end of its block."""
+    starts = [i for i, line in enumerate(lines) if line.startswith(("fatal:", "failed:"))]
+    if not starts:
+        return "".join(lines[-15:]).strip()[-1500:]
+    task = next((lines[i].strip() for i in range(starts[-1], -1, -1) if lines[i].startswith("TASK [")), "")
+    block = []
+    for line in lines[starts[-1]:]:
+        if block and (line.startswith(("TASK [", "PLAY ", "RUNNING HANDLER")) or not line.strip()):
+            break
+        block.append(ANSI.sub("", line.rstrip()))
+    return f"{task} " + " ".join(part.strip() for part in block)[:3000]
 
 
 def parse_recap(lines: list[str]) -> dict[str, dict[str, int]]:
