@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -64,6 +66,12 @@ def test_site_converges_then_changes_nothing(lab: LabConfig) -> None:
         for client in lab.clients:
             key = enrollment.load_public_key(lab.state_dir / "fetched" / "node-keys" / f"{client.name}.pub")
             assert enrollment.fingerprint(key) in registered, client.name
+    # zk0bot's doctor, from the admin machine: the SuperLink answers TLS with a certificate
+    # that the lab CA signed for the server's address.
+    doctor = subprocess.run([str(Path(sys.executable).parent / "zk0bot"), "doctor", "--check", "superlink",
+                             "--superlink", lab.superlink_address, "--ca", str(lab.pki_dir / "ca.pem")],
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert doctor.returncode == 0, doctor.stdout + doctor.stderr
     for client in lab.clients:
         ps = hosts.ssh(lab, client, "docker ps --filter label=com.docker.compose.project=zk0-client "
                                     "--format '{{.Status}}'").stdout
