@@ -23,6 +23,7 @@ from lab.config import LABEL, ROOT, LabConfig, LabHost
 HOST_CAPS = ["SYS_ADMIN", "NET_ADMIN", "NET_RAW", "SYS_PTRACE", "SYS_NICE", "IPC_LOCK",
              "DAC_READ_SEARCH", "MKNOD"]
 DATASET_MOUNT = "/srv/zk0/dataset"
+ARCHIVE_MOUNT = "/srv/zk0/images/zk0.tar"
 
 
 def build_images(cfg: LabConfig, systemd_image: str = "zk0-systemd:trixie") -> None:
@@ -120,8 +121,24 @@ def ensure_dataset(cfg: LabConfig, host: LabHost) -> Path:
     return root
 
 
-def ensure_host(cfg: LabConfig, host: LabHost) -> bool:
-    """Create and start the host container; returns True when it was created."""
+def save_image_archive(cfg: LabConfig) -> Path:
+    """`docker save` of the zk0 image for an air-gapped host (superlink/supernode_image_source: archive)."""
+    archive = cfg.state_dir / "images" / "zk0.tar"
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    if not archive.exists():
+        partial = archive.with_suffix(".tar.partial")
+        d.docker("save", "-o", str(partial), cfg.zk0_image, timeout=1800)
+        partial.chmod(0o644)
+        partial.rename(archive)
+    return archive
+
+
+def ensure_host(cfg: LabConfig, host: LabHost, archive: Path | None = None) -> bool:
+    """Create and start the host container; returns True when it was created.
+
+    `archive` (a `docker save` file) is mounted read-only at ARCHIVE_MOUNT: an air-gapped
+    host that receives the image as a file.
+    """
     if d.running(host.container):
         return False
     if d.exists("container", host.container):
@@ -142,6 +159,8 @@ def ensure_host(cfg: LabConfig, host: LabHost) -> bool:
         argv += ["--cap-add", cap]
     if host.role == "client":
         argv += ["-v", f"{ensure_dataset(cfg, host)}:{DATASET_MOUNT}:ro"]
+    if archive is not None:
+        argv += ["-v", f"{archive.resolve()}:{ARCHIVE_MOUNT}:ro"]
     d.docker(*argv, cfg.host_image)
     return True
 
@@ -212,8 +231,8 @@ def up(cfg: LabConfig, with_spare: bool = False) -> list[LabHost]:
     return hosts
 
 
-def add_host(cfg: LabConfig, host: LabHost) -> None:
-    ensure_host(cfg, host)
+def add_host(cfg: LabConfig, host: LabHost, archive: Path | None = None) -> None:
+    ensure_host(cfg, host, archive)
     record_host_keys(cfg, [host])
 
 

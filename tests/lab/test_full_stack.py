@@ -4,8 +4,9 @@ In file order (each step builds on the lab state the previous one left):
 1. site.yml converges the three hosts; a second run changes nothing.
 2. A 2-round run across the hosts completes; the server host's checkpoint loads with lerobot.
 3. A client host stopped mid-run: the run completes with the other client.
-4. A fourth host whose key is not enrolled is refused; adding it to the inventory and
-   re-running server.yml enrolls it, and it trains in the next run.
+4. A fourth host (air-gapped: the image comes as an archive file) whose key is not enrolled
+   is refused; adding it to the inventory and re-running server.yml enrolls it, and it
+   trains in the next run.
 """
 
 from __future__ import annotations
@@ -130,9 +131,13 @@ def test_a_client_host_stopped_mid_run(lab: LabConfig) -> None:
 @pytest.mark.timeout(2400)
 def test_unenrolled_host_refused_until_the_inventory_lists_it(lab: LabConfig, tmp_path: Path) -> None:
     spare = lab.spare
-    hosts.add_host(lab, spare)
+    # The spare host is air-gapped: it gets the image as a `docker save` file, not from the
+    # registry (the roles' archive path).
+    hosts.add_host(lab, spare, archive=hosts.save_image_archive(lab))
     extra = tmp_path / "spare.yml"
     extra.write_text(f"zk0_clients:\n  hosts:\n    {spare.name}:\n      ansible_host: {spare.address}\n"
+                     f"      supernode_image: {lab.zk0_image}\n      supernode_image_source: archive\n"
+                     f"      supernode_image_archive: {hosts.ARCHIVE_MOUNT}\n"
                      "      supernode_wait_timeout: 150\n")
 
     # The node comes up with a key the SuperLink has never seen: it is refused, and the play
@@ -141,6 +146,8 @@ def test_unenrolled_host_refused_until_the_inventory_lists_it(lab: LabConfig, tm
         provision.playbook(lab, "client.yml", limit=spare.name, extra_inventory=[extra], echo=False,
                            log_name="spare-refused")
     assert "did not become healthy" in str(refused.value), refused.value
+    images = hosts.ssh(lab, spare, "docker images --format '{{.Repository}}:{{.Tag}}'").stdout.split()
+    assert images == [lab.zk0_image], images  # loaded from the archive; nothing pulled
     assert "send" in str(refused.value) and f"{spare.name}.pub" in str(refused.value)
     logs = hosts.ssh(lab, spare, "docker logs $(docker ps -aq --filter label=com.docker.compose.project=zk0-client) 2>&1",
                      check=False).stdout
