@@ -55,7 +55,7 @@ DEMO_ROUNDS ?= 3
 lab-tools:
 	@command -v ssh >/dev/null && command -v ssh-keyscan >/dev/null || { \
 	    echo "installing openssh-client (Ansible reaches the lab hosts over SSH)"; \
-	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openssh-client >/dev/null; }
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openssh-client >/dev/null; }
 
 demo: setup setup-ops image lab-tools  ## three container hosts, site.yml over SSH, a federated run, a summary
 	$(PY) -m lab up
@@ -66,7 +66,7 @@ demo-down:  ## remove every container, network and volume the lab made (and .lab
 	$(PY) -m lab down
 
 test-lab: setup setup-ops image lab-tools  ## full-stack test: the lab, site.yml twice, runs, enrollment, a host lost
-	$(PY) -m pytest tests/lab --durations=0
+	ZK0_LAB_REQUIRED=1 $(PY) -m pytest tests/lab --durations=0
 
 sim-stop:  ## stop the simulation SuperLink that `make sim` started
 	PATH=$(abspath $(VENV)/bin):$$PATH zk0 sim stop
