@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from zk0 import __version__
-from zk0.bot import playbook
+from zk0.bot import playbook, state
 from zk0.bot.errors import BotError, ExitCode
-from zk0.bot.state import load_json, save_json, side_dir
+from zk0.bot.state import save_json, side_dir
 
 IMAGE_REPOSITORY = "ghcr.io/ivelin/zk0"  # the publish workflow's tag: ghcr.io/<owner>/zk0:<version>
 DEFAULT_IMAGE = f"{IMAGE_REPOSITORY}:{__version__}"
@@ -58,18 +58,12 @@ def settings_path(base: Path | None = None) -> Path:
 
 
 def load_settings(base: Path | None = None) -> ClientSettings | None:
-    data = load_json(settings_path(base), None)
-    if data is None:
-        return None
-    known = {f.name for f in fields(ClientSettings)}
-    return ClientSettings(**{k: v for k, v in data.items() if k in known})  # type: ignore[union-attr]
+    return state.load_settings(ClientSettings, settings_path(base))
 
 
 def merge(saved: ClientSettings | None, **given: object) -> ClientSettings:
     """Options given now win; the rest come from the saved settings, then the defaults."""
-    base = asdict(saved) if saved else {}
-    base.update({k: v for k, v in given.items() if v not in (None, "", [], {})})
-    return ClientSettings(**base)
+    return state.merge_settings(ClientSettings, saved, given)
 
 
 def dataset_vars(dataset: str, local_target: bool) -> dict[str, str]:

@@ -19,10 +19,10 @@ from __future__ import annotations
 import re
 import shutil
 import tomllib
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from zk0.bot import playbook
+from zk0.bot import playbook, state
 from zk0.bot.client import DEFAULT_IMAGE
 from zk0.bot.errors import BotError, ExitCode
 from zk0.bot.state import load_json, save_json, side_dir
@@ -66,17 +66,12 @@ def settings_path(base: Path | None = None) -> Path:
 
 
 def load_settings(base: Path | None = None) -> ServerSettings | None:
-    data = load_json(settings_path(base), None)
-    if data is None:
-        return None
-    known = {f.name for f in fields(ServerSettings)}
-    return ServerSettings(**{k: v for k, v in data.items() if k in known})  # type: ignore[union-attr]
+    return state.load_settings(ServerSettings, settings_path(base))
 
 
 def merge(saved: ServerSettings | None, **given: object) -> ServerSettings:
-    base = asdict(saved) if saved else {}
-    base.update({k: v for k, v in given.items() if v not in (None, "", [], {})})
-    return ServerSettings(**base)
+    """Options given now win; the rest come from the saved settings, then the defaults."""
+    return state.merge_settings(ServerSettings, saved, given)
 
 
 # ---------------------------------------------------------------- enrolled nodes (the list is the truth)

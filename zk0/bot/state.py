@@ -23,6 +23,7 @@ import json
 import os
 import stat
 import tempfile
+from dataclasses import asdict, fields
 from pathlib import Path
 
 from zk0.bot.errors import BotError, ExitCode
@@ -67,6 +68,22 @@ def load_json(path: Path, default: object) -> object:
 
 def save_json(path: Path, data: object) -> None:
     write_private(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def load_settings[T](cls: type[T], path: Path) -> T | None:
+    """A settings dataclass saved by an earlier command; keys it no longer has are ignored."""
+    data = load_json(path, None)
+    if data is None:
+        return None
+    known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    return cls(**{k: v for k, v in data.items() if k in known})  # type: ignore[union-attr]
+
+
+def merge_settings[T](cls: type[T], saved: T | None, given: dict[str, object]) -> T:
+    """Options given now win; the rest come from the saved settings, then the defaults."""
+    base = asdict(saved) if saved else {}  # type: ignore[call-overload]
+    base.update({k: v for k, v in given.items() if v not in (None, "", [], {})})
+    return cls(**base)
 
 
 # ---------------------------------------------------------------- secrets
