@@ -12,11 +12,9 @@ In file order (each step builds on the lab state the previous one left):
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -34,18 +32,11 @@ def _clients_per_round(result: federation.RunResult) -> dict[int, int]:
     return {r["round"]: len(federation.client_losses(r)) for r in result.rounds if r["round"] > 0}
 
 
-@contextmanager
 def _as_admin(cfg: LabConfig):
+    from zk0.deploy.connection import using_flwr_home
+
     federation.admin_env(cfg)  # writes the connection
-    old = os.environ.get("FLWR_HOME")
-    os.environ["FLWR_HOME"] = str(cfg.flwr_home)
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("FLWR_HOME", None)
-        else:
-            os.environ["FLWR_HOME"] = old
+    return using_flwr_home(cfg.flwr_home)
 
 
 @pytest.mark.timeout(2400)

@@ -17,6 +17,8 @@ from __future__ import annotations
 import os
 import tempfile
 import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import tomli_w
@@ -28,6 +30,20 @@ def flwr_home() -> Path:
     """``$FLWR_HOME`` if set, else Flower's default ``~/.flwr``."""
     env = os.environ.get("FLWR_HOME")
     return Path(env) if env else Path.home() / ".flwr"
+
+
+@contextmanager
+def using_flwr_home(home: Path) -> Iterator[None]:
+    """In-process flwr client calls (enrollment, run status) read ``home``'s connections."""
+    old = os.environ.get("FLWR_HOME")
+    os.environ["FLWR_HOME"] = str(home)
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("FLWR_HOME", None)
+        else:
+            os.environ["FLWR_HOME"] = old
 
 
 def write_connection(

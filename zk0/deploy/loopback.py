@@ -8,7 +8,6 @@ Every process is started in its own process group and stopped by :meth:`Loopback
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -119,15 +118,8 @@ class Loopback:
     @contextmanager
     def as_admin(self) -> Iterator[None]:
         """In-process flwr client calls use the admin's FLWR_HOME (its connection + CA)."""
-        old = os.environ.get("FLWR_HOME")
-        os.environ["FLWR_HOME"] = str(self.admin_home)
-        try:
+        with connection.using_flwr_home(self.admin_home):
             yield
-        finally:
-            if old is None:
-                os.environ.pop("FLWR_HOME", None)
-            else:
-                os.environ["FLWR_HOME"] = old
 
     def register(self, key: pki.NodeKeyFiles) -> enrollment.Outcome:
         with self.as_admin():
