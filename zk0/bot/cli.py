@@ -136,13 +136,19 @@ def client_start(
         err.print("SuperNode running; check it with `zk0bot client status`")
 
 
-def _client_control(action: str, tail: int = 100, ask_become_pass: bool = False) -> dict:
-    with _spinner(f"{action} on the node", ask_become_pass):
-        result = client.control(action, tail=tail, ask_become_pass=ask_become_pass)
+def _control(side, where: str, fix: str, action: str, tail: int, ask_become_pass: bool) -> dict:
+    """`docker compose <action>` on the node or the server (`side` is the client or server module)."""
+    with _spinner(f"{action} on the {where}", ask_become_pass):
+        result = side.control(action, tail=tail, ask_become_pass=ask_become_pass)
     if result.get("rc") != 0:  # ansible reports a command it could not start without rc
-        raise BotError(f"docker compose {action} failed on the node: {(result.get('stderr') or result.get('msg', ''))[-400:]}",
-                       "is the client set up? run `zk0bot client start` (or `zk0bot doctor`)")  # fmt: skip
+        raise BotError(f"docker compose {action} failed on the {where}: {(result.get('stderr') or result.get('msg', ''))[-400:]}",
+                       fix)  # fmt: skip
     return result
+
+
+def _client_control(action: str, tail: int = 100, ask_become_pass: bool = False) -> dict:
+    return _control(client, "node", "is the client set up? run `zk0bot client start` (or `zk0bot doctor`)",
+                    action, tail, ask_become_pass)
 
 
 @client_app.command("stop")
@@ -221,12 +227,7 @@ def server_start(
 
 
 def _server_control(action: str, tail: int = 100, ask_become_pass: bool = False) -> dict:
-    with _spinner(f"{action} on the server", ask_become_pass):
-        result = server.control(action, tail=tail, ask_become_pass=ask_become_pass)
-    if result.get("rc") != 0:  # ansible reports a command it could not start without rc
-        raise BotError(f"docker compose {action} failed on the server: {(result.get('stderr') or result.get('msg', ''))[-400:]}",
-                       "is the server set up? run `zk0bot server start`")  # fmt: skip
-    return result
+    return _control(server, "server", "is the server set up? run `zk0bot server start`", action, tail, ask_become_pass)
 
 
 @server_app.command("stop")
