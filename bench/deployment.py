@@ -2,8 +2,11 @@
 
 Both run in one session on the same loopback federation (one TLS SuperLink with node auth,
 two SuperNodes), so the ratio isolates what zk0 adds on top of Flower's own per-round floor.
-Then a ClientApp-side breakdown (fresh process: imports, model build, dataset open, training,
-evaluation) says where zk0's extra seconds go, and `flwr ls` gives the bytes on the wire.
+That is measured twice: with SuperNodes on Flower's ``flower-supernode`` (a fresh ClientApp
+interpreter per message) and on ``zk0-supernode`` (ClientApps forked from a preloaded pool,
+what zk0's stacks run). Then a ClientApp-side breakdown (imports, model build, dataset open,
+training, evaluation; fresh and forked) says where the seconds go, and `flwr ls` gives the
+bytes on the wire.
 """
 
 from __future__ import annotations
@@ -22,10 +25,11 @@ NUMPY_APP = REPO / "bench" / "numpy_app"
 ROUNDS = 3
 TINY_RUN = {"model": "tiny", "local-steps": 3, "batch-size": 4, "eval-batches": 1, "min-nodes": 2}
 
-# One ClientApp message, step by step, in a fresh process: what the SuperNode's
-# `flwr-clientapp` process does after the engine hands it a train message.
-PROBE = r"""
-import json, resource, sys, time, tomllib
+# One ClientApp message, step by step: what the SuperNode's ClientApp process does after the
+# engine hands it a train message. Cold: a fresh `flwr-clientapp` interpreter (Flower's
+# subprocess isolation). Warm: a process forked from zk0-supernode's preloaded pool.
+_PROBE_HEAD = r"""
+import json, os, resource, sys, time, tomllib
 def now():
     r = resource.getrusage(resource.RUSAGE_SELF)
     return time.perf_counter(), r.ru_utime + r.ru_stime
@@ -33,6 +37,8 @@ t = [now()]
 steps = {}
 def lap(name):  # wall and CPU seconds: CPU stays meaningful on a busy shared machine
     t.append(now()); steps[name] = [t[-1][0] - t[-2][0], t[-1][1] - t[-2][1]]
+"""
+_PROBE_COLD_IMPORTS = r"""
 import flwr.supernode.runtime.run_clientapp
 lap("process start: flwr runtime import")
 import zk0.client_app
@@ -40,6 +46,19 @@ lap("import zk0.client_app (torch, flwr app)")
 zk0.client_app._import_and_freeze()  # lerobot's modules, as the ClientApp imports them
 import lerobot.policies.smolvla.modeling_smolvla
 lap("import lerobot (torchvision, torch._dynamo, datasets, transformers)")
+"""
+_PROBE_WARM_FORK = r"""
+import zk0.supernode.preload
+lap("preload (once per SuperNode start, not per message)")
+if os.fork():
+    os.wait()
+    sys.exit(0)
+lap("fork from the warm pool")
+import zk0.client_app
+zk0.client_app._import_and_freeze()
+lap("import zk0.client_app (its imports preloaded)")
+"""
+_PROBE_STEPS = r"""
 from zk0.config import FederationSettings
 from zk0.data.loading import open_metadata
 from zk0.model.weights import get_trainable_arrays
@@ -58,8 +77,11 @@ trainer.evaluate(arrays)
 lap("eval (received weights, held-out episodes)")
 trainer.train(arrays, 1, settings.proximal_mu)
 lap("train (local-steps)")
-print(json.dumps(steps))
+print(json.dumps(steps), flush=True)
 """
+PROBE = _PROBE_HEAD + _PROBE_COLD_IMPORTS + _PROBE_STEPS
+WARM_PROBE = _PROBE_HEAD + _PROBE_WARM_FORK + _PROBE_STEPS
+PRELOAD_STEP = "preload (once per SuperNode start, not per message)"
 
 NUMPY_PROBE = r"""
 import json, resource, time
@@ -98,7 +120,7 @@ def _mean(values) -> float:
     return sum(values) / len(values) if values else 0.0
 
 
-def _federation(base: Path):
+def _federation(base: Path, warm: bool):
     from zk0.data.synthetic import SyntheticDatasetConfig, write_synthetic_dataset
     from zk0.deploy.loopback import Credentials, Loopback
 
@@ -112,14 +134,24 @@ def _federation(base: Path):
     for i, root in enumerate(datasets):
         key = fed.creds.node(f"bench{i}")
         fed.register(key)
-        fed.start_node(f"node{i}", fed.node_spec(key, {"dataset-uri": f"local:{root}", "node-tag": i}))
-    return fed, datasets
+        spec = fed.node_spec(key, {"dataset-uri": f"local:{root}", "node-tag": i}, warm_clientapps=warm)
+        fed.start_node(f"node{i}", spec)
+    for i in range(len(datasets)):  # measure rounds, not start-up: connected, pool warm
+        fed.wait_ready(f"node{i}")
+    return fed
 
 
-def run() -> None:
+RUNTIMES = {
+    "flower": ("flower-supernode", "Flower's subprocess isolation: a fresh flwr-clientapp per message", False),
+    "zk0": ("zk0-supernode", "zk0's warm ClientApp pool: a process forked from a preloaded parent", True),
+}
+
+
+def _measure(warm: bool) -> dict | None:
+    """numpy, zk0, numpy again on one loopback federation; None when a run did not complete."""
     with tempfile.TemporaryDirectory(prefix="zk0-bench-deploy-") as tmp:
         base = Path(tmp)
-        fed, datasets = _federation(base)
+        fed = _federation(base, warm)
         load = [os.getloadavg()[0]]
         try:
             # numpy before and after zk0: on a shared machine the load drifts, and the floor
@@ -137,12 +169,36 @@ def run() -> None:
             fed.close()
         if any(info["status"] != "finished:completed" for info in infos.values()):
             print("runs did not complete: " + ", ".join(f"{k} {v['status']}" for k, v in infos.items()))
-            return
+            return None
         np_rounds = _numpy_rounds(base / "np-before" / "rounds.json") + _numpy_rounds(base / "np-after" / "rounds.json")
         zk_records, weight_bytes = _zk0_rounds(base / "zk0-out" / "b")
-        print(f"load average (1 min) at start and after each run: {' '.join(f'{x:.1f}' for x in load)}")
-        _report(np_rounds, zk_records, weight_bytes, infos)
-        _breakdown(datasets[0], zk_records)
+        return {"np": np_rounds, "zk": zk_records, "weights": weight_bytes, "infos": infos, "load": load}
+
+
+def run() -> None:
+    results = {}
+    for key, (command, what, warm) in RUNTIMES.items():
+        print(f"## SuperNodes run {command} ({what})")
+        result = _measure(warm)
+        if result is None:
+            return
+        print(f"load average (1 min) at start and after each run: {' '.join(f'{x:.1f}' for x in result['load'])}")
+        _report(result["np"], result["zk"], result["weights"], result["infos"])
+        results[key] = result
+    flower, zk0 = results["flower"], results["zk0"]
+    zk_warm = _mean(float(r["seconds"]) for r in zk0["zk"])
+    print(
+        f"## zk0 on zk0-supernode {zk_warm:.1f} s/round against the engine's default floor (numpy on "
+        f"flower-supernode) {_mean(r['round'] for r in flower['np']):.1f} s/round: ratio "
+        f"{zk_warm / _mean(r['round'] for r in flower['np']):.2f}"
+    )
+    with tempfile.TemporaryDirectory(prefix="zk0-bench-probe-") as tmp:
+        from zk0.data.synthetic import SyntheticDatasetConfig, write_synthetic_dataset
+
+        dataset = write_synthetic_dataset(
+            Path(tmp) / "ds", SyntheticDatasetConfig(episodes=4, frames_per_episode=20, seed=1)
+        )
+        _breakdown(dataset, zk0["zk"])
 
 
 def _report(np_rounds: list[dict], zk_records: list[dict], weight_bytes: int, infos: dict[str, dict]):
@@ -200,26 +256,34 @@ def _total(steps: dict[str, list[float]]) -> list[float]:
 
 
 def _breakdown(dataset: Path, zk_records: list[dict]) -> None:
-    """Where zk0's round time goes: one ClientApp process (each message starts a fresh one),
-    then the server's own steps from the round JSON."""
+    """Where zk0's round time goes: one ClientApp message in a fresh process (Flower's default)
+    and in a process forked from the warm pool (zk0-supernode), then the server's own steps."""
     cfg = REPO / "pyproject.toml"
-    zk = _probe(PROBE, REPO, str(cfg), json.dumps(TINY_RUN), f"local:{dataset}")
+    args = (str(cfg), json.dumps(TINY_RUN), f"local:{dataset}")
+    zk = _probe(PROBE, REPO, *args)
+    warm = _probe(WARM_PROBE, REPO, *args)
     npy = _probe(NUMPY_PROBE, NUMPY_APP) or {}
-    if zk is None:
+    if zk is None or warm is None:
         return
-    print(
-        f"one ClientApp process per message, run alone (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)"
-    )
-    print(f"  {'step':<68} {'zk0 wall':>8} {'CPU':>6} | {'numpy wall':>10} {'CPU':>6}")
+    warm.pop("interpreter start and exit")  # the pool's interpreter outlives the messages
+    preload = warm.pop(PRELOAD_STEP)
+    print(f"one ClientApp message, run alone (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
+    print(f"  {'step':<68} {'fresh process':>15} | {'numpy fresh':>15}")
+    print(f"  {'':<68} {'wall':>7} {'CPU':>7} | {'wall':>7} {'CPU':>7}")
 
     def row(name: str, mine: list[float] | None, theirs: list[float] | None) -> None:
-        left = f"{mine[0]:7.2f}s {mine[1]:5.2f}s" if mine else " " * 15
-        right = f"{theirs[0]:9.2f}s {theirs[1]:5.2f}s" if theirs else ""
+        left = f"{mine[0]:6.2f}s {mine[1]:6.2f}s" if mine else " " * 15
+        right = f"{theirs[0]:6.2f}s {theirs[1]:6.2f}s" if theirs else ""
         print(f"  {name:<68} {left} | {right}")
 
     for name in [*zk, *(n for n in npy if n not in zk)]:
         row(name, zk.get(name), npy.get(name))
-    row("total", _total(zk), _total(npy) if npy else None)
+    row("total per message", _total(zk), _total(npy) if npy else None)
+    print("  forked from zk0-supernode's warm pool:")
+    for name, value in warm.items():
+        row(name, value, None)
+    row("total per message", _total(warm), None)
+    print(f"  (the pool's preload, once per SuperNode start: {preload[0]:.2f} s wall, {preload[1]:.2f} s CPU)")
     server = {
         k: _mean(r.get("seconds-by-step", {}).get(k, 0.0) for r in zk_records) for k in ("server-eval", "checkpoint")
     }

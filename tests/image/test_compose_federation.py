@@ -137,6 +137,9 @@ def test_one_round_across_two_client_stacks(image, tmp_path):
         assert "model.safetensors" in found
         metrics = json.loads(found[found.index("{"):])
         assert len(metrics["train"]["clients"]) == 2, metrics
+        for name in ("a", "b"):  # each message ran in a process forked from the warm pool
+            node = docker("logs", container_id(f"zk0-fed-{tag}-client-{name}", "supernode"), check=False)
+            assert "forked from the warm pool" in node.stdout + node.stderr, node.stderr[-2000:]
     finally:
         for project, file, env in reversed(started):
             compose(project, file, env, "down", "-v", "--timeout", "5")

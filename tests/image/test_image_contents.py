@@ -19,6 +19,8 @@ def test_superlink_and_supernode_run(run_in):
     for flag in ("--superlink", "--root-certificates", "--auth-supernode-private-key",
                  "--node-config", "--health-server-address"):
         assert flag in node.stdout, flag
+    warm = run_in("zk0-supernode --help")  # what the client stack runs
+    assert warm.returncode == 0 and "flower-supernode" in warm.stdout, warm.stderr
 
 
 def test_apps_import_without_network(run_in):

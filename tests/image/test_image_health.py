@@ -40,10 +40,16 @@ def test_superlink_becomes_healthy(container):
     assert wait_health(name, "healthy") == "healthy", docker("logs", name).stderr[-2000:]
 
 
-def test_supernode_becomes_healthy(container):
-    name = container("flower-supernode", "--insecure", "--superlink", "127.0.0.1:8000",
+def test_supernode_becomes_healthy_and_its_clientapp_pool_warm(container):
+    # zk0-supernode, as the client stack runs it: Flower's SuperNode plus the warm ClientApp
+    # pool, whose preload (torch, lerobot) must work offline from the image alone.
+    name = container("zk0-supernode", "--insecure", "--superlink", "127.0.0.1:8000",
                      "--health-server-address", "127.0.0.1:8081")
     assert wait_health(name, "healthy") == "healthy", docker("logs", name).stderr[-2000:]
+    deadline = time.monotonic() + 120
+    while "ClientApp pool warm" not in (logs := docker("logs", name).stderr) and time.monotonic() < deadline:
+        time.sleep(2)
+    assert "ClientApp pool warm" in logs, logs[-2000:]
 
 
 def test_without_health_server_it_is_unhealthy(container):

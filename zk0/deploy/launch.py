@@ -95,9 +95,13 @@ class SuperNodeSpec:
     max_retries: int | None = None
     max_wait_time: float | None = None
     insecure: bool = False
+    # zk0-supernode: the same SuperNode, with ClientApps forked from a preloaded parent
+    # (zk0.supernode); False runs Flower's flower-supernode with its subprocess isolation.
+    warm_clientapps: bool = True
 
     def argv(self) -> list[str]:
-        args = [flower_bin("flower-supernode"), "--superlink", self.superlink]
+        command = "zk0-supernode" if self.warm_clientapps else "flower-supernode"
+        args = [flower_bin(command), "--superlink", self.superlink]
         if self.insecure:
             args.append("--insecure")
         if self.root_certificates is not None:

@@ -150,6 +150,14 @@ class Loopback:
         self.processes[name] = proc
         return proc
 
+    def wait_ready(self, name: str, timeout: float = 300) -> None:
+        """Block until node ``name`` has its SuperNode ID and, on zk0-supernode, a warm pool."""
+        proc = self.processes[name]
+        warm = Path(proc.argv[0]).name == "zk0-supernode"
+        for text in ("SuperNode ID", *(["ClientApp pool warm"] if warm else [])):
+            if not proc.wait_for_output(text, timeout):
+                raise TimeoutError(f"{name}: no {text!r} after {timeout:.0f} s\n{proc.output()[-2000:]}")
+
     # ------------------------------------------------------------ runs
     def submit(self, app: Path, run_config: dict | None = None) -> int:
         args = ["run", str(app), CONNECTION]

@@ -125,3 +125,7 @@ def test_launch_flags(tmp_path: Path) -> None:
 
     assert parse_config_args([argv[argv.index("--node-config") + 1]]) == {"dataset-uri": "local:/data/a b"}
     assert argv[argv.index("--port") + 1] == "9095" and "--max-wait-time" in argv
+    # zk0-supernode by default (it adds --isolation process itself); Flower's own on request.
+    assert Path(argv[0]).name == "zk0-supernode" and "--isolation" not in argv
+    cold = launch.SuperNodeSpec("link:8000", None, None, warm_clientapps=False).argv()
+    assert Path(cold[0]).name == "flower-supernode" and cold[1:3] == ["--superlink", "link:8000"]

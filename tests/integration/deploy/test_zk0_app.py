@@ -52,7 +52,10 @@ def zk0_loopback(tmp_path: Path, creds: Credentials, tmp_path_factory: pytest.Te
         fed.close()
 
 
-def _start_nodes(fed: Loopback, datasets: dict[str, Path], poisoned: str | None = None) -> None:
+def _start_nodes(
+    fed: Loopback, datasets: dict[str, Path], poisoned: str | None = None, cold: str | None = None
+) -> None:
+    """Nodes run zk0-supernode (warm ClientApp pool), except ``cold``: Flower's flower-supernode."""
     fed.start_superlink()
     for name, root in datasets.items():
         key = fed.creds.node(f"zk0-{name}")
@@ -60,7 +63,7 @@ def _start_nodes(fed: Loopback, datasets: dict[str, Path], poisoned: str | None 
         config: dict = {"dataset-uri": f"local:{root}"}
         if name == poisoned:
             config["fault-injection"] = "nan"
-        fed.start_node(f"node-{name}", fed.node_spec(key, config))
+        fed.start_node(f"node-{name}", fed.node_spec(key, config, warm_clientapps=name != cold))
 
 
 def _metrics(run_dir: Path, r: int) -> dict:
@@ -72,7 +75,7 @@ def test_two_rounds_with_checkpoints_and_a_poisoned_node_dropped(
     zk0_loopback: Loopback, datasets: dict[str, Path], tmp_path: Path
 ) -> None:
     fed = zk0_loopback
-    _start_nodes(fed, datasets, poisoned="c")
+    _start_nodes(fed, datasets, poisoned="c", cold="b")
     out = tmp_path / "outputs"
     # client-eval-every=2: round 1 sends train messages only, round 2 evaluate messages too.
     config = {**RUN, "num-server-rounds": 2, "output-dir": str(out), "run-name": "deploy", "client-eval-every": 2}
@@ -95,6 +98,12 @@ def test_two_rounds_with_checkpoints_and_a_poisoned_node_dropped(
         assert set(_metrics(run_dir, r)["client-eval-start"]["clients"]) == set(train["clients"])
     assert "client-eval" not in _metrics(run_dir, 1)
     assert len(_metrics(run_dir, 2)["client-eval"]["clients"]) == 3  # evaluate messages reach every node
+
+    # Node a forked every message (2 train, 1 evaluate) from its warm pool; node b, on
+    # Flower's own subprocess isolation, trained alongside it in the same rounds.
+    warm, cold = fed.processes["node-a"].output(), fed.processes["node-b"].output()
+    assert "ClientApp pool warm" in warm and warm.count("forked from the warm pool") == 3, warm[-3000:]
+    assert "ClientApp pool" not in cold and "Start `flwr-clientapp` process" in cold, cold[-3000:]
 
 
 @pytest.mark.timeout(600)

@@ -1,0 +1,91 @@
+"""zk0-supernode: its reading of flower-supernode's arguments, and the warm ClientApp pool."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import types
+
+import pytest
+from flwr.supercore.constant import TaskType
+from flwr.supercore.superexec.executor import ExecutionSpec, LaunchResultStatus
+
+from zk0.supernode import launcher
+from zk0.supernode.pool import PoolConfig, WarmClientAppPool, _forget_app_modules
+
+
+@pytest.mark.parametrize(
+    ("args", "address"),
+    [
+        ([], "127.0.0.1:9094"),
+        (["--superlink", "link:8000", "--port", "9100"], "127.0.0.1:9100"),
+        (["--host=0.0.0.0", "--port=9200"], "127.0.0.1:9200"),
+        (["--host", "10.0.0.5"], "10.0.0.5:9094"),
+    ],
+)
+def test_runtime_api_address_follows_the_supernode_flags(args: list[str], address: str) -> None:
+    assert launcher.runtime_api_address(args) == address
+
+
+def test_isolation_flag_is_refused_with_the_fix(capsys: pytest.CaptureFixture[str]) -> None:
+    assert launcher.main(["--superlink", "link:8000", "--isolation", "subprocess"]) == 2
+    err = capsys.readouterr().err
+    assert "drop --isolation" in err and "flower-supernode" in err
+
+
+@pytest.mark.parametrize("raw", ["fast", "0", "61", "nan"])
+def test_poll_interval_must_be_sane(raw: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(launcher.POLL_ENV, raw)
+    with pytest.raises(launcher.UsageError, match=launcher.POLL_ENV):
+        launcher._poll_interval()
+
+
+def test_poll_interval_defaults_to_flowers(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(launcher.POLL_ENV, raising=False)
+    assert launcher._poll_interval() == 1.0
+    monkeypatch.setenv(launcher.POLL_ENV, "0.25")
+    assert launcher._poll_interval() == 0.25
+
+
+def test_app_modules_are_forgotten_so_the_bundle_is_loaded(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("appx", "appx.client_app", "appxtra"):
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    dropped = _forget_app_modules(("appx",))
+    assert sorted(dropped) == ["appx", "appx.client_app"]
+    assert "appx" not in sys.modules and "appxtra" in sys.modules  # a prefix is not a package
+
+
+def _spec(task_type: TaskType) -> ExecutionSpec:
+    return ExecutionSpec(task_type=task_type, runtime_api_address="127.0.0.1:1", token="t", insecure=True,
+                         root_certificates_path=None, runtime_dependency_install=False, parent_pid=None,
+                         suppress_output=False, task_id=7)  # fmt: skip
+
+
+def test_pool_takes_clientapp_tasks_only() -> None:
+    pool = WarmClientAppPool(PoolConfig(preload=("colorsys",)))
+    types_, hashes = pool.get_eligible_capacity(set(TaskType))
+    assert types_ == {TaskType.CLIENT_APP} and hashes == set()
+    result = pool.launch(_spec(TaskType.SERVER_APP))
+    assert result.status == LaunchResultStatus.FAILED and "ClientApp tasks only" in (result.message or "")
+    assert pool.launched == 0
+
+
+def _warm_up_in_fresh_interpreter(module: str) -> subprocess.CompletedProcess[str]:
+    # The fork server is one per interpreter (multiprocessing's), as it is one per zk0-supernode.
+    code = (
+        "from zk0.supernode.pool import PoolConfig, WarmClientAppPool\n"
+        f"pool = WarmClientAppPool(PoolConfig(preload=({module!r},)))\n"
+        "try:\n    print('warm', pool.warm_up())\nfinally:\n    pool.close()\n"
+    )
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_pool_warms_up_with_its_preload() -> None:
+    proc = _warm_up_in_fresh_interpreter("colorsys")  # a module nothing imports by default
+    assert proc.returncode == 0 and proc.stdout.startswith("warm "), proc.stderr
+
+
+def test_pool_that_cannot_preload_says_so() -> None:
+    proc = _warm_up_in_fresh_interpreter("zk0_no_such_module")
+    assert proc.returncode != 0
+    assert "could not preload zk0_no_such_module" in proc.stderr and "import zk0.supernode.preload" in proc.stderr

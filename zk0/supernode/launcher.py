@@ -1,0 +1,144 @@
+"""``zk0-supernode``: ``flower-supernode`` whose ClientApps start warm.
+
+It takes exactly ``flower-supernode``'s arguments, starts the SuperNode with
+``--isolation process`` and serves that SuperNode's Runtime API itself, the way
+``flower-superexec`` would, but hands each ClientApp task to :class:`WarmClientAppPool`.
+The SuperNode's exit status is this command's, so restart policies and health checks see
+the SuperNode as before.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .pool import WarmClientAppPool
+
+log = logging.getLogger("zk0.supernode")
+
+POLL_ENV = "FLWR_SUPEREXEC_TASK_POLL_INTERVAL"  # Flower's SuperExec reads the same variable
+
+
+class UsageError(ValueError):
+    pass
+
+
+def runtime_api_address(supernode_args: list[str]) -> str:
+    """Where the SuperNode serves its Runtime API, from its own ``--host``/``--port``."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=9094)
+    parser.add_argument("--isolation")
+    known, _ = parser.parse_known_args(supernode_args)
+    if known.isolation is not None:
+        raise UsageError(
+            "zk0-supernode runs the ClientApps itself (--isolation process); drop --isolation, "
+            "or run flower-supernode directly for Flower's own subprocess isolation"
+        )
+    host = "127.0.0.1" if known.host in ("0.0.0.0", "") else known.host
+    host = "[::1]" if host == "::" else host
+    return f"{host}:{known.port}"
+
+
+def _poll_interval() -> float:
+    raw = os.environ.get(POLL_ENV, "1.0")
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0.01 <= value <= 60:
+        raise UsageError(f"{POLL_ENV} must be seconds between 0.01 and 60, got {raw!r}")
+    return value
+
+
+def _flower_supernode() -> str:
+    candidate = Path(sys.executable).parent / "flower-supernode"
+    return str(candidate) if candidate.exists() else "flower-supernode"
+
+
+def serve(supernode: subprocess.Popen, address: str, pool: WarmClientAppPool, interval: float,
+          stopping: list[bool]) -> None:  # fmt: skip
+    """Acquire the SuperNode's ClientApp tasks and launch them, until it exits or we stop."""
+    from flwr.proto.runtime_pb2 import AcquireTaskRequest
+    from flwr.supercore.constant import TaskType
+    from flwr.supercore.interceptors import RuntimeVersionHttpInterceptor
+    from flwr.supercore.retry import make_simple_http_retry_invoker
+    from flwr.supercore.runtime import RuntimeHttpClient
+    from flwr.supercore.superexec.plugin import AutoExecPlugin
+
+    client = RuntimeHttpClient.from_server_address(
+        server_address=address,
+        insecure=True,  # the Runtime API listens on the node's loopback only
+        root_certificates=None,
+        interceptors=[RuntimeVersionHttpInterceptor(component_name="SuperExec")],
+        retry_invoker=make_simple_http_retry_invoker(),
+    )
+    plugin = AutoExecPlugin(runtime_api_address=address, insecure=True, root_certificates_path=None,
+                            runtime_dependency_install=False, executor=pool)  # fmt: skip
+    try:
+        while not stopping[0] and supernode.poll() is None:
+            pool.reconcile()
+            types, fab_hashes = pool.get_eligible_capacity({TaskType.CLIENT_APP})
+            try:
+                reply = client.AcquireTask(
+                    AcquireTaskRequest(supported_task_types=types, agentapp_fab_hashes=fab_hashes)
+                )
+            except Exception as err:  # noqa: BLE001 (the SuperNode restarts its API or is going away)
+                log.debug("Runtime API at %s not answering: %s", address, err)
+            else:
+                if reply.HasField("task") and reply.token:
+                    result = plugin.launch_task(token=reply.token, task=reply.task)
+                    if result.message:
+                        log.error("task %d: %s", reply.task.task_id, result.message)
+            time.sleep(interval)
+    finally:
+        client.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in ("-h", "--help"):
+        print(__doc__.strip() + "\n\nusage: zk0-supernode [flower-supernode arguments]")
+        return 0
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        address, interval = runtime_api_address(args), _poll_interval()
+    except UsageError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+    supernode = subprocess.Popen([_flower_supernode(), *args, "--isolation", "process"])
+    stopping = [False]
+
+    def stop(signum: int, _frame: object) -> None:
+        stopping[0] = True
+        if supernode.poll() is None:
+            supernode.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    pool = WarmClientAppPool()
+    try:
+        pool.warm_up()  # while the SuperNode connects and authenticates
+        serve(supernode, address, pool, interval, stopping)
+    except Exception as err:  # noqa: BLE001 (a broken pool must not leave a SuperNode that runs nothing)
+        log.error("zk0-supernode stops: %s", err)
+        if supernode.poll() is None:
+            supernode.terminate()
+        supernode.wait()
+        return 1
+    finally:
+        pool.close()
+    code = supernode.wait()
+    log.info("SuperNode exited with %s", code)
+    return code if code >= 0 else 128 - code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,141 @@
+"""A Flower executor that runs each ClientApp task in a process forked from a warm parent.
+
+Flower 1.42's SuperNode starts a fresh ``flwr-clientapp`` interpreter per message, which for
+zk0 means importing torch and lerobot (about 10 s of CPU) every round on every node. This
+executor keeps one fork server with those modules imported (``zk0.supernode.preload``) and
+forks a ClientApp process from it per task: the same one-process-per-message isolation, the
+same ``run_clientapp`` entry point, without the imports.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from flwr.supercore.constant import TaskType
+from flwr.supercore.superexec.executor import ExecutionSpec, LaunchResult
+
+log = logging.getLogger(__name__)
+
+APP_PACKAGES = ("zk0",)  # loaded from each run's app bundle, never from the warm parent
+
+
+@dataclass(frozen=True)
+class PoolConfig:
+    preload: tuple[str, ...] = ("zk0.supernode.preload",)
+
+
+def _forget_app_modules(packages: tuple[str, ...] = APP_PACKAGES) -> list[str]:
+    """Drop the app's modules so Flower's loader imports them from the run's bundle."""
+    dropped = [name for name in sys.modules if name.split(".")[0] in packages]
+    for name in dropped:
+        del sys.modules[name]
+    return dropped
+
+
+def _run_task(runtime_api_address: str, token: str, insecure: bool, certificates_path: str | None,
+              runtime_dependency_install: bool) -> None:  # fmt: skip
+    """Body of one forked ClientApp process: what ``flwr-clientapp`` does after its imports."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the launcher's handlers are not ours
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    _forget_app_modules()
+    from flwr.supernode.runtime.run_clientapp import run_clientapp
+
+    run_clientapp(
+        runtime_api_address=runtime_api_address,
+        token=token,
+        insecure=insecure,
+        certificates=Path(certificates_path).read_bytes() if certificates_path else None,
+        parent_pid=None,
+        runtime_dependency_install=runtime_dependency_install,
+    )
+
+
+def _probe(modules: tuple[str, ...]) -> None:
+    """Exit 0 when the fork server really holds the preloaded modules (it skips failed ones)."""
+    sys.exit(0 if all(name in sys.modules for name in modules) else 3)
+
+
+class WarmClientAppPool:
+    """Flower ``Executor`` for ClientApp tasks, backed by a preloaded fork server."""
+
+    def __init__(self, config: PoolConfig | None = None) -> None:
+        self.config = config or PoolConfig()
+        self._ctx = multiprocessing.get_context("forkserver")
+        self._ctx.set_forkserver_preload(list(self.config.preload))
+        self._running: list[multiprocessing.process.BaseProcess] = []
+        self.launched = 0
+
+    def warm_up(self) -> float:
+        """Start the fork server and wait until its imports are done; returns the seconds."""
+        started = time.perf_counter()
+        probe = self._ctx.Process(target=_probe, args=(self.config.preload,), name="zk0-clientapp-probe")
+        probe.start()  # returns once the fork server has finished preloading
+        probe.join()
+        seconds = time.perf_counter() - started
+        if probe.exitcode != 0:
+            raise RuntimeError(
+                f"the ClientApp pool could not preload {', '.join(self.config.preload)} "
+                f"(probe exit {probe.exitcode}); run `python -c 'import zk0.supernode.preload'` to see why"
+            )
+        log.info("ClientApp pool warm in %.1f s (preloaded %s)", seconds, ", ".join(self.config.preload))
+        return seconds
+
+    # ---- flwr.supercore.superexec.executor.Executor
+
+    def get_eligible_capacity(self, supported_task_types: set[TaskType], *, insecure: bool = False,
+                              root_certificates_path: str | None = None) -> tuple[set[TaskType], set[str]]:  # fmt: skip
+        """ClientApp tasks only, no capacity gate (like Flower's subprocess executor)."""
+        del insecure, root_certificates_path
+        return supported_task_types & {TaskType.CLIENT_APP}, set()
+
+    def wait_for_capacity(self, task_type: TaskType | None = None, **_: object) -> None:
+        """No capacity gate."""
+
+    def launch(self, spec: ExecutionSpec) -> LaunchResult:
+        if spec.task_type != TaskType.CLIENT_APP:
+            return LaunchResult.failed(f"zk0-supernode runs ClientApp tasks only, not {spec.task_type}")
+        process = self._ctx.Process(
+            target=_run_task,
+            name=f"zk0-clientapp-{spec.task_id}",
+            args=(
+                spec.runtime_api_address,
+                spec.token,
+                spec.insecure,
+                spec.root_certificates_path,
+                spec.runtime_dependency_install,
+            ),
+        )
+        try:
+            process.start()
+        except OSError as err:
+            return LaunchResult.failed(f"could not fork a ClientApp process: {err}")
+        self._running.append(process)
+        self.launched += 1
+        log.info("ClientApp task %d: pid %d forked from the warm pool", spec.task_id, process.pid)
+        return LaunchResult.accepted()
+
+    def reconcile(self) -> None:
+        """Reap finished ClientApp processes."""
+        for process in [p for p in self._running if not p.is_alive()]:
+            process.join()
+            if process.exitcode:
+                log.debug("%s exited with %s", process.name, process.exitcode)
+            self._running.remove(process)
+
+    def close(self) -> None:
+        """Stop ClientApps still running (the SuperNode is going away) and the fork server."""
+        for process in self._running:
+            if process.is_alive() and process.pid:
+                os.kill(process.pid, signal.SIGTERM)
+        for process in self._running:
+            process.join(timeout=10)
+            if process.is_alive():
+                process.kill()
+        self._running.clear()
