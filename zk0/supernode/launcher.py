@@ -101,12 +101,22 @@ def serve(supernode: subprocess.Popen, address: str, pool: WarmClientAppPool, in
         client.close()
 
 
+def _setup_logging() -> None:
+    """Our own lines only: the root logger stays untouched (no httpx line per task poll)."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    ours = logging.getLogger("zk0.supernode")
+    ours.addHandler(handler)
+    ours.setLevel(logging.INFO)
+    ours.propagate = False
+
+
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] in ("-h", "--help"):
         print(__doc__.strip() + "\n\nusage: zk0-supernode [flower-supernode arguments]")
         return 0
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    _setup_logging()
     try:
         address, interval = runtime_api_address(args), _poll_interval()
     except UsageError as err:

@@ -6,6 +6,9 @@ ClientApp process, as Flower loads it, so a run always executes the code it was 
 """
 
 import gc
+import logging
+
+_ROOT_HANDLERS = list(logging.getLogger().handlers)
 
 import flwr.supernode.runtime.run_clientapp  # noqa: F401  (the ClientApp process itself)
 import lerobot.datasets.lerobot_dataset  # datasets, pyarrow, torchvision
@@ -17,6 +20,11 @@ import torch._dynamo  # the optimizer imports it
 # Forking after CUDA is initialised breaks CUDA in the children; importing never does it.
 if torch.cuda.is_available() and torch.cuda.is_initialized():  # pragma: no cover - GPU only
     raise RuntimeError("CUDA was initialised while preloading; ClientApps could not use the GPU")
+
+# lerobot's import configures the root logger; a ClientApp sets up its own logging, as it
+# would in a fresh interpreter.
+for _handler in [h for h in logging.getLogger().handlers if h not in _ROOT_HANDLERS]:
+    logging.getLogger().removeHandler(_handler)
 
 # Keep the collector off the import-time objects the forked ClientApps share copy-on-write.
 gc.freeze()
