@@ -33,6 +33,11 @@ def test_isolation_flag_is_refused_with_the_fix(capsys: pytest.CaptureFixture[st
     assert "drop --isolation" in err and "flower-supernode" in err
 
 
+def test_runtime_api_tls_is_refused_with_the_fix() -> None:
+    with pytest.raises(launcher.UsageError, match="drop --ssl-certfile"):
+        launcher.runtime_api_address(["--ssl-certfile", "a.pem", "--ssl-keyfile", "a.key"])
+
+
 @pytest.mark.parametrize("raw", ["fast", "0", "61", "nan"])
 def test_poll_interval_must_be_sane(raw: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(launcher.POLL_ENV, raw)

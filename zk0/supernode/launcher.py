@@ -15,8 +15,10 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
-from pathlib import Path
+
+from zk0.deploy.launch import flower_bin
 
 from .pool import WarmClientAppPool
 
@@ -35,7 +37,13 @@ def runtime_api_address(supernode_args: list[str]) -> str:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9094)
     parser.add_argument("--isolation")
+    parser.add_argument("--ssl-certfile")
     known, _ = parser.parse_known_args(supernode_args)
+    if known.ssl_certfile is not None:
+        raise UsageError(
+            "zk0-supernode reaches the Runtime API in plaintext; drop --ssl-certfile/--ssl-keyfile "
+            "and keep --host on 127.0.0.1 (the default)"
+        )
     if known.isolation is not None:
         raise UsageError(
             "zk0-supernode runs the ClientApps itself (--isolation process); drop --isolation, "
@@ -57,13 +65,8 @@ def _poll_interval() -> float:
     return value
 
 
-def _flower_supernode() -> str:
-    candidate = Path(sys.executable).parent / "flower-supernode"
-    return str(candidate) if candidate.exists() else "flower-supernode"
-
-
 def serve(supernode: subprocess.Popen, address: str, pool: WarmClientAppPool, interval: float,
-          stopping: list[bool]) -> None:  # fmt: skip
+          stopping: threading.Event) -> None:  # fmt: skip
     """Acquire the SuperNode's ClientApp tasks and launch them, until it exits or we stop."""
     from flwr.proto.runtime_pb2 import AcquireTaskRequest
     from flwr.supercore.constant import TaskType
@@ -74,7 +77,7 @@ def serve(supernode: subprocess.Popen, address: str, pool: WarmClientAppPool, in
 
     client = RuntimeHttpClient.from_server_address(
         server_address=address,
-        insecure=True,  # the Runtime API listens on the node's loopback only
+        insecure=True,  # plaintext, as flower-superexec uses it; zk0's stacks bind it to 127.0.0.1
         root_certificates=None,
         interceptors=[RuntimeVersionHttpInterceptor(component_name="SuperExec")],
         retry_invoker=make_simple_http_retry_invoker(),
@@ -82,7 +85,7 @@ def serve(supernode: subprocess.Popen, address: str, pool: WarmClientAppPool, in
     plugin = AutoExecPlugin(runtime_api_address=address, insecure=True, root_certificates_path=None,
                             runtime_dependency_install=False, executor=pool)  # fmt: skip
     try:
-        while not stopping[0] and supernode.poll() is None:
+        while not stopping.is_set() and supernode.poll() is None:
             pool.reconcile()
             types, fab_hashes = pool.get_eligible_capacity({TaskType.CLIENT_APP})
             try:
@@ -123,11 +126,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
 
-    supernode = subprocess.Popen([_flower_supernode(), *args, "--isolation", "process"])
-    stopping = [False]
+    supernode = subprocess.Popen([flower_bin("flower-supernode"), *args, "--isolation", "process"])
+    stopping = threading.Event()
 
     def stop(signum: int, _frame: object) -> None:
-        stopping[0] = True
+        stopping.set()
         if supernode.poll() is None:
             supernode.send_signal(signum)
 
