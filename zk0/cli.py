@@ -13,10 +13,12 @@ app = typer.Typer(help="zk0: federated SmolVLA training tools.", no_args_is_help
 dataset_app = typer.Typer(help="Datasets for nodes and the server.", no_args_is_help=True)
 model_app = typer.Typer(help="Model backbones built locally (no Hub access).", no_args_is_help=True)
 sim_app = typer.Typer(help="The local simulation SuperLink behind `flwr run . local-sim`.", no_args_is_help=True)
+app_app = typer.Typer(help="The app bundle (FAB) that `flwr run` sends to the nodes.", no_args_is_help=True)
 
 app.add_typer(dataset_app, name="dataset")
 app.add_typer(model_app, name="model")
 app.add_typer(sim_app, name="sim")
+app.add_typer(app_app, name="app")
 app.add_typer(pki_app, name="pki")
 app.add_typer(node_app, name="node")
 
@@ -110,3 +112,20 @@ def sim_stop() -> None:
     from zk0.simulation import stop_sim_superlink
 
     typer.echo("stopped" if stop_sim_superlink() else "no simulation SuperLink was running")
+
+
+@app_app.command("hash")
+def app_hash(
+    path: Annotated[Path, typer.Argument(help="An app directory (as given to `flwr run`) or a .fab file.")] = Path("."),
+) -> None:
+    """Print the SHA-256 a node sees for `flwr run PATH`: the value its allowlist must hold."""
+    from zk0.supernode.trust import app_hash as compute
+
+    if not path.exists():
+        typer.secho(f"error: {path} does not exist", fg="red", err=True)
+        raise typer.Exit(2)
+    try:
+        typer.echo(compute(path))
+    except (ValueError, OSError) as err:  # not a Flower app (no pyproject.toml, invalid config)
+        typer.secho(f"error: {err}", fg="red", err=True)
+        raise typer.Exit(1) from None

@@ -5,6 +5,11 @@ It takes exactly ``flower-supernode``'s arguments, starts the SuperNode with
 ``flower-superexec`` would, but hands each ClientApp task to :class:`WarmClientAppPool`.
 The SuperNode's exit status is this command's, so restart policies and health checks see
 the SuperNode as before.
+
+Two things plain ``flower-supernode`` does not do: a task runs only when its app bundle's
+hash is on the node's allowlist (:mod:`zk0.supernode.trust`), and the Runtime API's
+AcquireTask needs a secret made fresh for each start, so no other local process can take
+(and run) the node's tasks.
 """
 
 from __future__ import annotations
@@ -12,19 +17,26 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import secrets
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 from zk0.deploy.launch import flower_bin
 
-from .pool import WarmClientAppPool
+from . import trust
+from .pool import PoolConfig, WarmClientAppPool
 
 log = logging.getLogger("zk0.supernode")
 
 POLL_ENV = "FLWR_SUPEREXEC_TASK_POLL_INTERVAL"  # Flower's SuperExec reads the same variable
+SECRET_FLAG = "--superexec-auth-secret-file"
+ACQUIRE_TASK = "/flwr.proto.Runtime/AcquireTask"  # the one Runtime method the secret guards
 
 
 class UsageError(ValueError):
@@ -38,7 +50,10 @@ def runtime_api_address(supernode_args: list[str]) -> str:
     parser.add_argument("--port", type=int, default=9094)
     parser.add_argument("--isolation")
     parser.add_argument("--ssl-certfile")
+    parser.add_argument(SECRET_FLAG)
     known, _ = parser.parse_known_args(supernode_args)
+    if known.superexec_auth_secret_file is not None:
+        raise UsageError(f"zk0-supernode makes a fresh Runtime API secret on each start; drop {SECRET_FLAG}")
     if known.ssl_certfile is not None:
         raise UsageError(
             "zk0-supernode reaches the Runtime API in plaintext; drop --ssl-certfile/--ssl-keyfile "
@@ -65,12 +80,32 @@ def _poll_interval() -> float:
     return value
 
 
+def write_secret(directory: Path) -> tuple[Path, bytes]:
+    """A random 32-byte secret in a new 0600 file under ``directory`` (a private 0700 dir)."""
+    secret = secrets.token_bytes(32)
+    path = directory / "superexec-auth.secret"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(secret)
+    return path, secret
+
+
+def load_trusted_apps() -> frozenset[str]:
+    """The allowlist, with one clear line when it is empty (every run will be refused)."""
+    allowed = trust.load_allowlist()
+    if allowed:
+        log.info("trusting %d app bundle(s): %s", len(allowed), ", ".join(sorted(h[:12] for h in allowed)))
+    else:
+        log.warning("no app is trusted, so this node will refuse every run; %s", trust.HOW_TO_TRUST)
+    return allowed
+
+
 def serve(supernode: subprocess.Popen, address: str, pool: WarmClientAppPool, interval: float,
-          stopping: threading.Event) -> None:  # fmt: skip
+          stopping: threading.Event, secret: bytes) -> None:  # fmt: skip
     """Acquire the SuperNode's ClientApp tasks and launch them, until it exits or we stop."""
     from flwr.proto.runtime_pb2 import AcquireTaskRequest
     from flwr.supercore.constant import TaskType
-    from flwr.supercore.interceptors import RuntimeVersionHttpInterceptor
+    from flwr.supercore.interceptors import RuntimeVersionHttpInterceptor, SuperExecAuthHttpInterceptor
     from flwr.supercore.retry import make_simple_http_retry_invoker
     from flwr.supercore.runtime import RuntimeHttpClient
     from flwr.supercore.superexec.plugin import AutoExecPlugin
@@ -79,7 +114,11 @@ def serve(supernode: subprocess.Popen, address: str, pool: WarmClientAppPool, in
         server_address=address,
         insecure=True,  # plaintext, as flower-superexec uses it; zk0's stacks bind it to 127.0.0.1
         root_certificates=None,
-        interceptors=[RuntimeVersionHttpInterceptor(component_name="SuperExec")],
+        interceptors=[
+            RuntimeVersionHttpInterceptor(component_name="SuperExec"),
+            # as flower-superexec signs it; the ClientApps it forks use their task tokens
+            SuperExecAuthHttpInterceptor(master_secret=secret, protected_methods={ACQUIRE_TASK}),
+        ],
         retry_invoker=make_simple_http_retry_invoker(),
     )
     plugin = AutoExecPlugin(runtime_api_address=address, insecure=True, root_certificates_path=None,
@@ -122,11 +161,24 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging()
     try:
         address, interval = runtime_api_address(args), _poll_interval()
-    except UsageError as err:
+        trusted = load_trusted_apps()
+    except (UsageError, trust.TrustError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 
-    supernode = subprocess.Popen([flower_bin("flower-supernode"), *args, "--isolation", "process"])
+    private = Path(tempfile.mkdtemp(prefix="zk0-supernode-"))  # 0700: this user only
+    try:
+        secret_file, secret = write_secret(private)
+        return _run(args, address, interval, trusted, secret_file, secret)
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
+
+
+def _run(args: list[str], address: str, interval: float, trusted: frozenset[str], secret_file: Path,
+         secret: bytes) -> int:  # fmt: skip
+    supernode = subprocess.Popen(
+        [flower_bin("flower-supernode"), *args, "--isolation", "process", SECRET_FLAG, str(secret_file)]
+    )
     stopping = threading.Event()
 
     def stop(signum: int, _frame: object) -> None:
@@ -136,10 +188,10 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    pool = WarmClientAppPool()
+    pool = WarmClientAppPool(PoolConfig(trusted_apps=trusted))
     try:
         pool.warm_up()  # while the SuperNode connects and authenticates
-        serve(supernode, address, pool, interval, stopping)
+        serve(supernode, address, pool, interval, stopping, secret)
     except Exception as err:  # noqa: BLE001 (a broken pool must not leave a SuperNode that runs nothing)
         log.error("zk0-supernode stops: %s", err)
         if supernode.poll() is None:

@@ -9,6 +9,7 @@ same ``run_clientapp`` entry point, without the imports.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import multiprocessing
 import os
@@ -21,6 +22,8 @@ from pathlib import Path
 from flwr.supercore.constant import TaskType
 from flwr.supercore.superexec.executor import ExecutionSpec, LaunchResult
 
+from .trust import guarded_install
+
 log = logging.getLogger(__name__)
 
 APP_PACKAGES = ("zk0",)  # loaded from each run's app bundle, never from the warm parent
@@ -29,6 +32,8 @@ APP_PACKAGES = ("zk0",)  # loaded from each run's app bundle, never from the war
 @dataclass(frozen=True)
 class PoolConfig:
     preload: tuple[str, ...] = ("zk0.supernode.preload",)
+    # SHA-256 of the app bundles this node runs (zk0.supernode.trust); empty: none
+    trusted_apps: frozenset[str] = frozenset()
 
 
 def _forget_app_modules(packages: tuple[str, ...] = APP_PACKAGES) -> list[str]:
@@ -39,15 +44,31 @@ def _forget_app_modules(packages: tuple[str, ...] = APP_PACKAGES) -> list[str]:
     return dropped
 
 
+def _log_to_stderr() -> None:
+    """The fork server is a fresh interpreter: give zk0.supernode's lines a handler again."""
+    ours = logging.getLogger("zk0.supernode")
+    if not ours.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        ours.addHandler(handler)
+        ours.setLevel(logging.INFO)
+        ours.propagate = False
+
+
 def _run_task(runtime_api_address: str, token: str, insecure: bool, certificates_path: str | None,
-              runtime_dependency_install: bool) -> None:  # fmt: skip
+              runtime_dependency_install: bool, trusted_apps: frozenset[str]) -> None:  # fmt: skip
     """Body of one forked ClientApp process: what ``flwr-clientapp`` does after its imports."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the launcher's handlers are not ours
     signal.signal(signal.SIGINT, signal.SIG_DFL)
-    _forget_app_modules()
-    from flwr.supernode.runtime.run_clientapp import run_clientapp
+    _log_to_stderr()
+    _forget_app_modules()  # nothing from zk0 may be imported after this: it would shadow the bundle
+    runtime = importlib.import_module("flwr.supernode.runtime.run_clientapp")  # the module, not the function
 
-    run_clientapp(
+    # run_clientapp looks install_from_fab up at call time, with the FAB bytes it pulled: check
+    # them before anything of the bundle is installed or imported. A refusal raises inside
+    # run_clientapp's try, so Flower replies to the server with its usual ClientApp error.
+    runtime.install_from_fab = guarded_install(runtime.install_from_fab, trusted_apps)
+    runtime.run_clientapp(
         runtime_api_address=runtime_api_address,
         token=token,
         insecure=insecure,
@@ -110,6 +131,7 @@ class WarmClientAppPool:
                 spec.insecure,
                 spec.root_certificates_path,
                 spec.runtime_dependency_install,
+                self.config.trusted_apps,
             ),
         )
         try:
