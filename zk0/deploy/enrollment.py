@@ -6,7 +6,8 @@ These make the same Control API calls as ``flwr supernode register/list/unregist
 does not show public keys, and the key → node lookup is what makes the calls idempotent.
 
 Flower 1.42 keeps an unregistered key reserved ("Public key already in use"): a node whose
-key was unregistered must make a new key pair to join again.
+key was unregistered must make a new key pair to join again. :func:`register` raises
+:class:`KeyBurnedError` for such a key, with :func:`burned_key_message` saying what to do.
 """
 
 from __future__ import annotations
@@ -23,11 +24,50 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from zk0.deploy import admin_auth
+
 UNREGISTERED = "unregistered"
 
 
 class EnrollmentError(RuntimeError):
     """Enrollment could not be done; the message says why and what to do."""
+
+
+class KeyBurnedError(EnrollmentError):
+    """The key was unregistered on this SuperLink: Flower never registers it again."""
+
+    def __init__(self, message: str, fingerprint: str, node_id: int | None) -> None:
+        super().__init__(message)
+        self.fingerprint = fingerprint
+        self.node_id = node_id
+
+
+# What Flower 1.42 answers when a RegisterNode key is reserved (flwr.common.constant).
+ALREADY_IN_USE = "Public key already in use"
+
+# The node operator's way to a new key pair: the supernode role (`zk0bot keys create`, client.yml)
+# keeps an existing supernode.key (openssh_keypair regenerate: never), so the old pair goes first.
+NEW_KEY_FIX = (
+    "the node operator must make a new key pair (on the node: delete supernode.key and supernode.key.pub "
+    "in the key directory, /etc/zk0/client/pki by default (supernode_pki_dir), then run `zk0bot keys create` "
+    "or rerun playbooks/client.yml; without zk0bot: move supernode.key away and run `zk0 pki node-key`) "
+    "and send the new public key (`zk0bot keys show`)"
+)
+
+
+def burned_key_message(name: str, fingerprint: str, node_id: int | None = None, unregistered_at: str = "",
+                       admin_fix: str = "") -> str:  # fmt: skip
+    """The finding for a key that was unregistered: what happened, who must do what."""
+    details = [
+        fingerprint,
+        f"node {node_id}" if node_id else "",
+        f"unregistered {unregistered_at}" if unregistered_at else "",
+    ]
+    text = (
+        f"key of {name or 'this node'} ({', '.join(d for d in details if d)}) was unregistered on this SuperLink "
+        f"and can never be registered again; {NEW_KEY_FIX}"
+    )
+    return f"{text}; {admin_fix}" if admin_fix else text
 
 
 @dataclass(frozen=True)
@@ -91,11 +131,23 @@ def control_client(connection: str, quiet: bool = False) -> Iterator:
             "Write one with zk0.deploy.connection.write_connection or the server playbook."
         ) from err
     with open(os.devnull, "w") as devnull, redirect_stdout(devnull if quiet else sys.stderr):
-        client = init_http_client_from_connection(conn)
+        # The admin token (zk0 admin login) from the credential store of the FLWR_HOME in effect.
+        client = init_http_client_from_connection(conn, admin_auth.auth_plugin(str(conn.address)))
     try:
         yield client
     finally:
         client.close()
+
+
+def _refusal(err: Exception) -> str:
+    """flwr's HTTP client raises httpx.HTTPStatusError, whose text lacks the SuperLink's reason:
+    add the response's ``detail`` (e.g. "Public key already in use.")."""
+    response = getattr(err, "response", None)
+    try:
+        detail = response.json().get("detail", "") if response is not None else ""
+    except Exception:  # noqa: BLE001  # not JSON: the text is still better than nothing
+        detail = response.text[:200] if response is not None else ""
+    return f"{type(err).__name__}: {err}" + (f"; SuperLink says: {detail}" if detail else "")
 
 
 def _call(connection: str, method: str, request: object) -> object:
@@ -104,7 +156,7 @@ def _call(connection: str, method: str, request: object) -> object:
             return getattr(client, method)(request)
         except Exception as err:
             raise EnrollmentError(
-                f"SuperLink {connection!r} refused {method} ({type(err).__name__}: {err}). "
+                f"SuperLink {connection!r} refused {method} ({_refusal(err)}). "
                 "Check that it runs and that the connection's address and CA are right."
             ) from err
 
@@ -142,21 +194,30 @@ def find_node(connection: str, key: ec.EllipticCurvePublicKey) -> Node | None:
     return None
 
 
-def register(public_key_file: Path, connection: str) -> Outcome:
-    """Register a node's public key; an already registered key is a no-op."""
+def register(public_key_file: Path, connection: str, name: str = "") -> Outcome:
+    """Register a node's public key; an already registered key is a no-op.
+
+    A key that was unregistered raises :class:`KeyBurnedError` (``name`` is used in its message).
+    """
     key = load_public_key(public_key_file)
     node = find_node(connection, key)
     if node is not None and node.status != UNREGISTERED:
         return Outcome(node.node_id, False, f"already registered as node {node.node_id} ({node.status})")
     if node is not None:
-        raise EnrollmentError(
-            f"Key {fingerprint(key)} was unregistered (node {node.node_id}, {node.unregistered_at}). "
-            "Flower keeps unregistered keys reserved: the node must make a new key pair "
-            "(move its supernode.key away, run `zk0 pki node-key`) and send the new public key."
+        raise KeyBurnedError(
+            burned_key_message(name or str(public_key_file), node.fingerprint, node.node_id, node.unregistered_at),
+            node.fingerprint,
+            node.node_id,
         )
     from flwr.proto.control_pb2 import RegisterNodeRequest  # pylint: disable=E0611
 
-    response = _call(connection, "RegisterNode", RegisterNodeRequest(public_key=_pem(key)))
+    try:
+        response = _call(connection, "RegisterNode", RegisterNodeRequest(public_key=_pem(key)))
+    except EnrollmentError as err:  # reserved but not in our list (another account, a race): same finding
+        if ALREADY_IN_USE.lower() not in str(err).lower():
+            raise
+        fp = fingerprint(key)
+        raise KeyBurnedError(burned_key_message(name or str(public_key_file), fp), fp, None) from err
     node_id = int(response.node_id)  # type: ignore[attr-defined]
     if not node_id:
         raise EnrollmentError("The SuperLink answered without a node id: registration failed.")

@@ -2,8 +2,13 @@
 
 Runs inside the SuperLink container (the zk0 image has zk0.deploy and flwr) with
 `python -c`; reads {"nodes": [{"name", "public_key"}], "unregister_unlisted", "address",
-"ca"} as JSON on stdin and prints one JSON line: changed, registered, unregistered, nodes.
-Talks to the SuperLink's Control API over TLS on 127.0.0.1 (the certificate covers it).
+"ca"} as JSON on stdin and prints one JSON line: changed, registered, unregistered, nodes,
+burned and failed. Talks to the SuperLink's Control API over TLS on 127.0.0.1 (the
+certificate covers it).
+
+A key that was unregistered stays reserved in Flower 1.42 and can never be registered again:
+it is a finding in "burned" (with the fix), not a crash, and the other nodes are still
+registered; "failed" holds any other per-node refusal. The role fails on either afterwards.
 """
 import json
 import os
@@ -11,6 +16,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+# What the admin does once the node operator sent the new public key.
+ADMIN_FIX = (
+    "then replace the public key of {name} in superlink_authorized_nodes (zk0bot: `zk0bot server remove {name}`, "
+    "then `zk0bot server enroll NEW.pub --name {name}`) and run the server play again"
+)
 
 
 def main() -> int:
@@ -40,13 +51,21 @@ def main() -> int:
         pem = key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
         wanted[pem] = (item["name"], path)
 
-    registered, unregistered = [], []
+    registered, unregistered, burned, failed = [], [], [], []
     known = {n.public_key_pem: n for n in nodes}
     for pem, (name, path) in wanted.items():
         node = known.get(pem)
         if node is not None and node.status != enrollment.UNREGISTERED:
             continue
-        outcome = enrollment.register(path, "zk0-local")  # a reserved (unregistered) key fails here
+        try:
+            outcome = enrollment.register(path, "zk0-local", name=name)
+        except enrollment.KeyBurnedError as err:  # unregistered once: reserved for good
+            burned.append({"name": name, "fingerprint": err.fingerprint, "node_id": str(err.node_id or ""),
+                           "message": f"{err}; {ADMIN_FIX.format(name=name)}"})  # fmt: skip
+            continue
+        except enrollment.EnrollmentError as err:  # one node's refusal must not stop the others
+            failed.append({"name": name, "message": f"{name}: {err}"})
+            continue
         registered.append({"name": name, "node_id": str(outcome.node_id)})
     if request.get("unregister_unlisted", True):
         for node in nodes:
@@ -61,13 +80,13 @@ def main() -> int:
         for n in enrollment.list_nodes("zk0-local")
     ]
     print(json.dumps({"changed": bool(registered or unregistered), "registered": registered,
-                      "unregistered": unregistered, "nodes": final}))
+                      "unregistered": unregistered, "nodes": final, "burned": burned, "failed": failed}))
     return 0
 
 
 if __name__ == "__main__":
     try:
         sys.exit(main())
-    except Exception as err:  # one readable line for Ansible
+    except Exception as err:  # noqa: BLE001  # one readable line for Ansible
         print(f"error: {type(err).__name__}: {err}", file=sys.stderr)
         sys.exit(1)
