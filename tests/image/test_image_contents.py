@@ -1,6 +1,6 @@
 """What the zk0 image holds: one environment for both roles, non-root, no build leftovers."""
 
-from image_helpers import VERSION, docker
+from image_helpers import ROOT, VERSION, docker
 
 
 def test_runs_as_non_root_uid_49999(inspect, run_in):
@@ -91,3 +91,21 @@ def test_zk0_layer_is_small_and_after_the_dependencies(image):
 def test_healthcheck_declared(inspect):
     health = inspect["Config"]["Healthcheck"]
     assert health["Test"] == ["CMD", "python", "/opt/zk0/healthcheck.py"]
+
+
+def test_image_trusts_the_release_it_was_built_from(run_in):
+    # The same hash `zk0 app hash .` prints in this checkout (the one the image was built from):
+    # the node's default allowlist runs exactly the app that `flwr run .` sends from here.
+    from zk0.supernode.trust import app_hash, parse_hashes
+
+    result = run_in("stat -c '%U %a' /opt/zk0/trusted-apps.txt && cat /opt/zk0/trusted-apps.txt")
+    assert result.returncode == 0, result.stderr
+    owner_mode, text = result.stdout.split("\n", 1)
+    assert owner_mode == "root 644"  # readable by the node, not writable by it
+    assert parse_hashes(text, "/opt/zk0/trusted-apps.txt") == {app_hash(ROOT)}
+
+
+def test_no_molecule_scenarios_in_the_image(run_in):
+    # The build context has them (the release hash covers them); the wheel must not.
+    result = run_in("find /opt/zk0 -name molecule -print -quit")
+    assert result.returncode == 0 and result.stdout == "", result.stdout

@@ -28,9 +28,11 @@ def test_a_bad_line_is_named(bad: str) -> None:
         trust.parse_hashes(f"{A}\n{bad}\n", "trusted.txt")
 
 
-def test_file_and_variable_add_up(tmp_path: Path) -> None:
-    listed = tmp_path / "trusted-apps.txt"
+def test_files_and_variable_add_up(tmp_path: Path) -> None:
+    listed, extra = tmp_path / "trusted-apps.txt", tmp_path / "extra.txt"
     listed.write_text(f"{A}\n")
+    extra.write_text(f"# operator\n{B}\n")
+    assert trust.load_allowlist({trust.FILE_ENV: str(listed), trust.EXTRA_FILE_ENV: str(extra)}) == {A, B}
     env = {trust.FILE_ENV: str(listed), trust.HASHES_ENV: f" {B}, {A} "}
     assert trust.load_allowlist(env) == {A, B}
 
@@ -42,9 +44,10 @@ def test_nothing_listed_trusts_nothing(tmp_path: Path) -> None:
     assert trust.load_allowlist({trust.FILE_ENV: str(empty), trust.HASHES_ENV: " , "}) == frozenset()
 
 
-def test_a_named_file_that_is_missing_is_an_error(tmp_path: Path) -> None:
-    with pytest.raises(trust.TrustError, match="does not exist"):
-        trust.load_allowlist({trust.FILE_ENV: str(tmp_path / "nope.txt")})
+@pytest.mark.parametrize("var", [trust.FILE_ENV, trust.EXTRA_FILE_ENV])
+def test_a_named_file_that_is_missing_is_an_error(var: str, tmp_path: Path) -> None:
+    with pytest.raises(trust.TrustError, match=f"{var}=.*nope.txt does not exist"):
+        trust.load_allowlist({var: str(tmp_path / "nope.txt")})
 
 
 def test_a_bad_hash_in_the_variable_is_named() -> None:

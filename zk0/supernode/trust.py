@@ -8,7 +8,9 @@ is on its allowlist, and checks that before the bundle is installed or imported.
 The allowlist is the union of:
   * the file named by ``ZK0_TRUSTED_APPS_FILE`` (default ``/opt/zk0/trusted-apps.txt``, written
     into the image at build time with the hash of the release it was built from);
-  * ``ZK0_TRUSTED_APP_HASHES``: extra hashes, comma or space separated (the operator's own).
+  * the file named by ``ZK0_TRUSTED_APPS_EXTRA_FILE`` (the operator's own; the supernode role
+    renders ``supernode_trusted_app_hashes`` into it);
+  * ``ZK0_TRUSTED_APP_HASHES``: hashes, comma or space separated (quick additions, tests).
 Files hold one sha256 hex per line; ``#`` starts a comment. Nothing listed: nothing runs.
 """
 
@@ -24,12 +26,14 @@ from pathlib import Path
 log = logging.getLogger("zk0.supernode")
 
 FILE_ENV = "ZK0_TRUSTED_APPS_FILE"
+EXTRA_FILE_ENV = "ZK0_TRUSTED_APPS_EXTRA_FILE"
 HASHES_ENV = "ZK0_TRUSTED_APP_HASHES"
 DEFAULT_FILE = Path("/opt/zk0/trusted-apps.txt")
 HOW_TO_TRUST = (
-    f"to trust an app, add the SHA-256 that `zk0 app hash` prints for its release checkout to "
-    f"{HASHES_ENV} (comma/space separated; role variable supernode_trusted_app_hashes) or to the "
-    f"file named by {FILE_ENV} (default {DEFAULT_FILE})"
+    f"to trust an app, add the SHA-256 that `zk0 app hash` prints for its release checkout to the "
+    f"role variable supernode_trusted_app_hashes (rendered into the file named by {EXTRA_FILE_ENV}), "
+    f"to {HASHES_ENV} (comma/space separated) or to the file named by {FILE_ENV} (default {DEFAULT_FILE}), "
+    f"then restart the node"
 )
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
@@ -62,16 +66,18 @@ def parse_hashes(text: str, source: str) -> set[str]:
 def load_allowlist(env: dict[str, str] | None = None) -> frozenset[str]:
     """The hashes this node trusts, from the file and the variable (see the module docstring)."""
     env = dict(os.environ if env is None else env)
-    named = env.get(FILE_ENV, "")
-    path = Path(named or DEFAULT_FILE)
     hashes: set[str] = set()
-    if path.is_file():
+    for var, default in ((FILE_ENV, DEFAULT_FILE), (EXTRA_FILE_ENV, None)):
+        named = env.get(var, "")
+        path = Path(named) if named else default
+        if path is None or (not named and not path.exists()):
+            continue  # no image default (a dev checkout): the other sources decide
         try:
             hashes |= parse_hashes(path.read_text(), str(path))
+        except FileNotFoundError:  # named on purpose but missing: say so, don't trust nothing quietly
+            raise TrustError(f"{var}={path} does not exist") from None
         except OSError as err:
-            raise TrustError(f"cannot read {path}: {err}") from err
-    elif named:  # named on purpose but missing: say so rather than trust nothing quietly
-        raise TrustError(f"{FILE_ENV}={path} does not exist")
+            raise TrustError(f"cannot read {var}={path}: {err}") from err
     extra = env.get(HASHES_ENV, "")
     hashes |= parse_hashes("\n".join(extra.replace(",", " ").split()), HASHES_ENV)
     return frozenset(hashes)
