@@ -94,3 +94,17 @@ def test_pool_that_cannot_preload_says_so() -> None:
     proc = _warm_up_in_fresh_interpreter("zk0_no_such_module")
     assert proc.returncode != 0
     assert "could not preload zk0_no_such_module" in proc.stderr and "import zk0.supernode.preload" in proc.stderr
+
+
+def test_runtime_api_secret_is_fresh_private_and_ours(tmp_path) -> None:
+    first, secret = launcher.write_secret(tmp_path)
+    assert len(secret) == 32 and first.read_bytes() == secret
+    assert first.stat().st_mode & 0o777 == 0o600
+    other = tmp_path / "other"
+    other.mkdir()
+    assert launcher.write_secret(other)[1] != secret  # random per start
+
+
+def test_a_secret_flag_of_our_own_is_refused() -> None:
+    with pytest.raises(launcher.UsageError, match="drop --superexec-auth-secret-file"):
+        launcher.runtime_api_address(["--superexec-auth-secret-file", "s"])

@@ -15,6 +15,7 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from typer.testing import CliRunner
 
@@ -48,10 +49,34 @@ def _unpack(fab: bytes, into: Path) -> Path:
     return into
 
 
+def _acquire_task_without_the_secret(port: int) -> None:
+    """What another local process would try: take the node's next task from its Runtime API."""
+    from flwr.proto.runtime_pb2 import AcquireTaskRequest
+    from flwr.supercore.constant import TaskType
+    from flwr.supercore.interceptors import RuntimeVersionHttpInterceptor
+    from flwr.supercore.retry import make_simple_http_retry_invoker
+    from flwr.supercore.runtime import RuntimeHttpClient
+
+    client = RuntimeHttpClient.from_server_address(
+        server_address=f"127.0.0.1:{port}", insecure=True, root_certificates=None,
+        interceptors=[RuntimeVersionHttpInterceptor(component_name="SuperExec")],
+        retry_invoker=make_simple_http_retry_invoker(),
+    )  # fmt: skip
+    try:
+        client.AcquireTask(AcquireTaskRequest(supported_task_types=[TaskType.CLIENT_APP]))
+    finally:
+        client.close()
+
+
 def _hash(app: Path) -> str:
     result = CliRunner().invoke(zk0_cli, ["app", "hash", str(app)])
     assert result.exit_code == 0, result.output
     return result.output.strip()
+
+
+def _runtime_port(fed: Loopback, name: str) -> int:
+    argv = fed.processes[name].argv
+    return int(argv[argv.index("--port") + 1])
 
 
 @pytest.fixture
@@ -92,6 +117,9 @@ def test_a_node_refuses_an_app_it_does_not_trust_before_any_of_its_code_runs(
         fed.start_node(name, fed.node_spec(key, {"dataset-uri": f"local:{root}"}), extra_env=env)
     for name in markers:
         fed.wait_ready(name)
+    # The node's Runtime API hands tasks only to its own zk0-supernode (a secret made per start).
+    with pytest.raises(httpx.HTTPStatusError, match="401"):
+        _acquire_task_without_the_secret(_runtime_port(fed, "strict"))
 
     # The modified app: only the node that trusts it trains; the other one refuses it.
     out = tmp_path / "outputs"
