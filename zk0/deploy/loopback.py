@@ -1,13 +1,17 @@
 """A whole federation on 127.0.0.1 from the production flags: for tests and the benchmark.
 
-One TLS SuperLink with SuperNode auth and a SQLite database, SuperNodes with their own keys,
-an admin connection in a private ``FLWR_HOME``; runs submitted and watched with ``flwr``.
-Every process is started in its own process group and stopped by :meth:`Loopback.close`.
+One TLS SuperLink with SuperNode auth and a SQLite database behind the edge proxy (nginx
+with the server stack's own configuration, zk0.deploy.proxy): SuperNodes reach the public
+listener, the admin reaches the Control API on the admin listener with a bearer token from
+a private ``FLWR_HOME``; runs submitted and watched with ``flwr``. ``proxy=False`` exposes
+the SuperLink's one port directly, as Flower does. Every process is started in its own
+process group and stopped by :meth:`Loopback.close`.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -15,7 +19,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from zk0.deploy import connection, enrollment, launch, pki
+from zk0.deploy import admin_auth, connection, enrollment, launch, pki
+from zk0.deploy.proxy import render as proxy
 
 CONNECTION = "zk0-loopback"
 
@@ -60,10 +65,13 @@ class Loopback:
 
     base: Path
     creds: Credentials
-    port: int = field(default_factory=launch.free_port)
+    port: int = field(default_factory=launch.free_port)  # what nodes dial: the public listener
     processes: dict[str, launch.Process] = field(default_factory=dict)
     restarts: int = 0
     env: dict[str, str] = field(default_factory=dict)  # extra environment for every process
+    proxy: bool = True
+    superlink_port: int = field(default_factory=launch.free_port)  # behind the proxy
+    admin_port: int = field(default_factory=launch.free_port)
 
     def __post_init__(self) -> None:
         self.base = Path(self.base)
@@ -71,6 +79,9 @@ class Loopback:
         self.logs = self.base / "logs"
         self.database = self.base / "superlink" / "state.db"
         self.database.parent.mkdir(parents=True, exist_ok=True)
+        self.admin_token_file = self.base / "admin.token"
+        if not self.proxy:
+            self.superlink_port = self.admin_port = self.port
 
     # ------------------------------------------------------------ lifecycle
     def close(self) -> None:
@@ -79,7 +90,12 @@ class Loopback:
 
     @property
     def address(self) -> str:
+        """The public listener: what SuperNodes (and outsiders) reach."""
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def admin_address(self) -> str:
+        return f"127.0.0.1:{self.admin_port}"
 
     @property
     def admin_env(self) -> dict[str, str]:
@@ -93,13 +109,13 @@ class Loopback:
             ssl_keyfile=s.key,
             database=self.database,
             host="127.0.0.1",
-            port=self.port,
+            port=self.superlink_port,
         )
 
     def start_superlink(self, timeout: float = 60) -> launch.Process:
         if (old := self.processes.get("superlink")) is not None:
             old.stop(grace=5)  # no-op when it already crashed
-        launch.wait_port_free("127.0.0.1", self.port, 30)
+        launch.wait_port_free("127.0.0.1", self.superlink_port, 30)
         name = "superlink" if not self.restarts else f"superlink-{self.restarts}"
         self.restarts += 1
         proc = launch.start(
@@ -109,10 +125,43 @@ class Loopback:
             launch.flower_env(self.base / "superlink" / "flwr-home", self.env),
         )
         self.processes["superlink"] = proc
-        launch.wait_for_port("127.0.0.1", self.port, timeout, proc)
+        launch.wait_for_port("127.0.0.1", self.superlink_port, timeout, proc)
         if not proc.wait_for_output("Uvicorn running on", timeout):  # listening AND serving
             raise TimeoutError(f"SuperLink not serving after {timeout:.0f} s:\n{proc.output()[-2000:]}")
-        connection.write_connection(CONNECTION, self.address, self.creds.server.ca_cert, home=self.admin_home)
+        if self.proxy and "proxy" not in self.processes:
+            self.start_proxy(timeout)
+        connection.write_connection(CONNECTION, self.admin_address, self.creds.server.ca_cert, home=self.admin_home)
+        if self.proxy:
+            token, _ = admin_auth.write_token(self.admin_token_file)
+            admin_auth.login(CONNECTION, token, home=self.admin_home)
+        return proc
+
+    def proxy_config(self) -> proxy.ProxyConfig:
+        s = self.creds.server
+        return proxy.ProxyConfig(
+            run_dir=self.base / "proxy",
+            public_listen=self.address,
+            admin_listen=self.admin_address,
+            upstream=f"127.0.0.1:{self.superlink_port}",
+            upstream_name="localhost",
+            tls_cert=s.cert,
+            tls_key=s.key,
+            ca_cert=s.ca_cert,
+            admin_token_file=self.admin_token_file,
+            access_log=str(self.logs / "proxy-access.log"),
+        )
+
+    def start_proxy(self, timeout: float = 30) -> launch.Process:
+        """nginx with the server stack's configuration, in front of the SuperLink."""
+        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+        if not Path(nginx).exists():
+            raise RuntimeError("nginx is not installed: `apt-get install nginx-light` (Debian's package)")
+        admin_auth.write_token(self.admin_token_file)
+        conf = proxy.write(self.proxy_config())
+        proc = launch.start("proxy", proxy.nginx_argv(conf, nginx), self.logs, launch.flower_env(self.base / "proxy"))
+        self.processes["proxy"] = proc
+        launch.wait_for_port("127.0.0.1", self.port, timeout, proc)
+        launch.wait_for_port("127.0.0.1", self.admin_port, timeout, proc)
         return proc
 
     @contextmanager
