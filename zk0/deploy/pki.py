@@ -6,7 +6,10 @@ Files written here are the contract for Flower 1.42:
   ``--root-certificates`` and the admin's flwr connection as ``root-certificates``.
 - ``superlink.pem`` / ``superlink.key``: the SuperLink's TLS server certificate signed by the
   CA (``--ssl-certfile`` / ``--ssl-keyfile``). Its SANs always include ``127.0.0.1`` and
-  ``localhost`` because the SuperLink's own SuperExec connects to 127.0.0.1.
+  ``localhost`` because the SuperLink's own SuperExec connects to 127.0.0.1, and ``superlink``
+  (the Compose service name a proxy in the server stack reaches and verifies). It lives
+  ``LEAF_DAYS`` (90) and is re-issued (same key) once it expires within ``RENEW_DAYS`` (30),
+  as the superlink role does.
 - ``supernode.key`` / ``supernode.pub``: a node's ECDSA P-384 auth key pair in OpenSSH
   format, the format ``flower-supernode --auth-supernode-private-key`` loads
   (``load_ssh_private_key``) and ``flwr supernode register`` loads (``load_ssh_public_key``);
@@ -38,9 +41,10 @@ SUPERLINK_KEY = "superlink.key"
 NODE_KEY = "supernode.key"
 NODE_PUB = "supernode.pub"
 
-ALWAYS_SANS = ("127.0.0.1", "localhost")
+ALWAYS_SANS = ("127.0.0.1", "localhost", "superlink")
 CA_DAYS = 3650
-LEAF_DAYS = 825
+LEAF_DAYS = 90  # superlink_cert_days
+RENEW_DAYS = 30  # superlink_cert_renew_days
 
 
 class PKIError(RuntimeError):
@@ -217,12 +221,17 @@ def cert_sans(cert: x509.Certificate) -> set[str]:
     return {str(v) for v in ext.get_values_for_type(x509.IPAddress)} | set(ext.get_values_for_type(x509.DNSName))
 
 
-def create_superlink_cert(directory: Path, sans: list[str], ca_dir: Path | None = None) -> ServerCertFiles:
+def create_superlink_cert(
+    directory: Path, sans: list[str], ca_dir: Path | None = None, days: int = LEAF_DAYS, renew_days: int = RENEW_DAYS
+) -> ServerCertFiles:
     """Create the SuperLink TLS certificate signed by the CA in ``ca_dir`` (default: same dir).
 
-    Kept as is when it exists, is signed by this CA and already covers every requested SAN;
-    re-issued (same key) when SANs are missing, so adding a DNS name is one command.
+    Kept as is when it exists, is signed by this CA, already covers every requested SAN and
+    is still valid ``renew_days`` from now; re-issued (same key, ``days`` long) otherwise, so
+    adding a DNS name or renewing is one command.
     """
+    if not 0 <= renew_days < days:
+        raise PKIError(f"renew_days ({renew_days}) must be less than days ({days}).")
     directory = Path(directory)
     ca_dir = Path(ca_dir) if ca_dir else directory
     ca_cert_path, ca_key_path = ca_dir / CA_CERT, ca_dir / CA_KEY
@@ -233,6 +242,7 @@ def create_superlink_cert(directory: Path, sans: list[str], ca_dir: Path | None 
     files = ServerCertFiles(cert=directory / SUPERLINK_CERT, key=directory / SUPERLINK_KEY, ca_cert=ca_cert_path)
     key, created = _load_or_create_key(files.key, "pem")
     wanted = _san_entries(sans)
+    now = dt.datetime.now(dt.UTC)
     if files.cert.exists() and not created:
         cert = load_cert(files.cert)
         same_key = cert.public_key().public_numbers() == key.public_key().public_numbers()
@@ -240,9 +250,9 @@ def create_superlink_cert(directory: Path, sans: list[str], ca_dir: Path | None 
             same_key
             and cert.issuer == ca_cert.subject
             and {str(getattr(e, "value", e)) for e in wanted} <= cert_sans(cert)
+            and cert.not_valid_after_utc > now + dt.timedelta(days=renew_days)
         ):
             return files
-    now = dt.datetime.now(dt.UTC)
     cn = next((s for s in sans if s.strip()), "localhost")
     cert = (
         x509.CertificateBuilder()
@@ -251,7 +261,7 @@ def create_superlink_cert(directory: Path, sans: list[str], ca_dir: Path | None 
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=LEAF_DAYS))
+        .not_valid_after(now + dt.timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.SubjectAlternativeName(wanted), critical=False)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)

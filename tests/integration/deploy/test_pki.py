@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import shutil
 import stat
 import subprocess
@@ -23,8 +24,11 @@ def test_ca_and_superlink_cert(tmp_path: Path) -> None:
     server = pki.create_superlink_cert(tmp_path, ["link.example.org", "10.0.0.5"])
     assert _mode(ca.key) == 0o600 and _mode(server.key) == 0o600
     cert = pki.load_cert(server.cert)
-    # 127.0.0.1 is always there: the SuperLink's own SuperExec connects to it.
-    assert pki.cert_sans(cert) == {"link.example.org", "10.0.0.5", "127.0.0.1", "localhost"}
+    # 127.0.0.1 is always there: the SuperLink's own SuperExec connects to it; superlink is the
+    # Compose service name a proxy in the server stack verifies.
+    assert pki.cert_sans(cert) == {"link.example.org", "10.0.0.5", "127.0.0.1", "localhost", "superlink"}
+    assert cert.not_valid_after_utc - cert.not_valid_before_utc <= dt.timedelta(days=pki.LEAF_DAYS, minutes=5)
+    assert pki.LEAF_DAYS == 90 and pki.RENEW_DAYS == 30  # superlink_cert_days / _renew_days
     assert cert.issuer == pki.load_cert(ca.cert).subject
     pki.load_cert(ca.cert).public_key().verify(  # signed by the CA
         cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(cert.signature_hash_algorithm)
@@ -38,6 +42,22 @@ def test_ca_and_superlink_cert(tmp_path: Path) -> None:
     pki.create_superlink_cert(tmp_path, ["link.example.org", "10.0.0.5", "vpn.example.org"])
     assert "vpn.example.org" in pki.cert_sans(pki.load_cert(server.cert))
     assert server.key.read_bytes() == before[server.key]
+
+
+def test_superlink_cert_is_renewed_before_expiry(tmp_path: Path) -> None:
+    pki.create_ca(tmp_path)
+    server = pki.create_superlink_cert(tmp_path, ["link.example.org"], days=40, renew_days=30)
+    first = server.cert.read_bytes()
+    first_end, key = pki.load_cert(server.cert).not_valid_after_utc, server.key.read_bytes()
+    pki.create_superlink_cert(tmp_path, ["link.example.org"], days=40, renew_days=30)
+    assert server.cert.read_bytes() == first  # 40 days left > 30: kept
+    # Expires within the window: re-issued with the same key and a fresh lifetime.
+    pki.create_superlink_cert(tmp_path, ["link.example.org"], days=90, renew_days=45)
+    renewed = pki.load_cert(server.cert)
+    assert server.cert.read_bytes() != first and server.key.read_bytes() == key
+    assert renewed.not_valid_after_utc - first_end > dt.timedelta(days=49)
+    with pytest.raises(pki.PKIError, match="less than"):
+        pki.create_superlink_cert(tmp_path, ["x"], days=30, renew_days=30)
 
 
 def test_node_key_is_what_flower_loads(tmp_path: Path) -> None:
