@@ -54,13 +54,12 @@ def _acquire_task_without_the_secret(port: int) -> None:
     from flwr.proto.runtime_pb2 import AcquireTaskRequest
     from flwr.supercore.constant import TaskType
     from flwr.supercore.interceptors import RuntimeVersionHttpInterceptor
-    from flwr.supercore.retry import make_simple_http_retry_invoker
     from flwr.supercore.runtime import RuntimeHttpClient
 
     client = RuntimeHttpClient.from_server_address(
         server_address=f"127.0.0.1:{port}", insecure=True, root_certificates=None,
         interceptors=[RuntimeVersionHttpInterceptor(component_name="SuperExec")],
-        retry_invoker=make_simple_http_retry_invoker(),
+        retry_invoker=None,  # Flower's invoker SIGINTs its own process on a 401
     )  # fmt: skip
     try:
         client.AcquireTask(AcquireTaskRequest(supported_task_types=[TaskType.CLIENT_APP]))
