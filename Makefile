@@ -34,13 +34,19 @@ test: lint test-unit test-integration test-deploy test-image test-roles test-lab
 test-unit: setup  ## pure logic, seconds
 	$(PY) -m pytest tests/unit
 
-test-integration: setup setup-ops  ## real Flower simulation with the tiny SmolVLA; zk0bot against loopback
+test-integration: setup setup-ops proxy-tools  ## real Flower simulation with the tiny SmolVLA; zk0bot against loopback
 	$(PY) -m pytest tests/integration --ignore=tests/integration/deploy
 
-test-deploy: setup  ## loopback deployment: real TLS SuperLink + SuperNodes with node auth, faults, rejections
+test-deploy: setup proxy-tools  ## loopback deployment behind the edge proxy: TLS, node auth, the outsider, faults, rejections
 	$(PY) -m pytest tests/integration/deploy
 
-bench: setup  ## print benchmark figures
+.PHONY: proxy-tools
+proxy-tools:  ## Debian's nginx-light: the edge proxy the loopback federation runs in front of the SuperLink
+	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || { \
+	    echo "installing nginx-light (the edge proxy)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx-light >/dev/null; }
+
+bench: setup proxy-tools  ## print benchmark figures
 	$(PY) -m bench
 
 SIM_NODES ?= 2
@@ -126,7 +132,7 @@ image-base:  ## build the local Python 3.12 base image (debootstrap; no registry
 	scripts/ensure-docker.sh
 	scripts/build-base-image.sh $(ZK0_BASE_IMAGE)
 
-image: image-base  ## build zk0:<version> + zk0:latest with BuildKit (host CA as build secret)
+image: image-base  ## build zk0:<version> and zk0-proxy:<version> (+ :latest) with BuildKit (host CA as build secret)
 	BASE_IMAGE=$(ZK0_BASE_IMAGE) scripts/build-image.sh
 
 test-image: setup image  ## assert on the built image and the Compose stacks (docker compose v2)

@@ -50,6 +50,7 @@ class LabConfig:
     host_image: str = "zk0-lab-host:trixie"
     registry_image: str = "zk0-lab-registry:trixie"
     zk0_image: str = field(default_factory=lambda: os.environ.get("ZK0_IMAGE", "zk0:0.4.0"))
+    proxy_image: str = field(default_factory=lambda: os.environ.get("ZK0_PROXY_IMAGE", "zk0-proxy:0.4.0"))
     state_dir: Path = field(default_factory=lambda: Path(os.environ.get("ZK0_LAB_DIR", ROOT / ".lab")))
     inventory: Path = ROOT / "inventory" / "lab"
 
@@ -107,4 +108,10 @@ class LabConfig:
 
     @property
     def superlink_address(self) -> str:
+        """The proxy's public listener (what nodes dial)."""
         return f"{self.server.address}:8000"
+
+    @property
+    def admin_address(self) -> str:
+        """The proxy's admin listener: on the server's lab address (inventory/lab), token-gated."""
+        return f"{self.server.address}:8001"

@@ -1,7 +1,8 @@
 """Submit a run to the lab's SuperLink as its admin, follow it round by round, and summarise.
 
 The controller is the admin machine: its `flwr` connection (in .lab/flwr, not ~/.flwr)
-points at the server host's address with the lab CA that the superlink role made. Per-round
+points at the proxy's admin listener on the server host's lab address, with the lab CA and
+the admin token that the superlink role made (`zk0 admin login`, done here). Per-round
 figures come from the ServerApp's round files on the server host, read over SSH as an
 operator would; bytes on the wire come from `flwr ls`.
 """
@@ -18,9 +19,9 @@ from lab.docker import LabError
 from lab.hosts import ssh
 
 CONNECTION = "zk0-lab"
-OUTPUTS = "/home/zk0/outputs"  # the server stack's outputs volume inside the SuperLink container
+OUTPUTS = "/home/zk0/outputs"  # the server stack's outputs volume inside the SuperExec container
 SUPERLINK = ("docker ps -q --filter label=com.docker.compose.project=zk0-server "
-             "--filter label=com.docker.compose.service=superlink")
+             "--filter label=com.docker.compose.service=superexec")  # where ServerApps run and write
 
 
 @dataclass
@@ -38,9 +39,10 @@ class RunResult:
 
 
 def admin_env(cfg: LabConfig) -> dict[str, str]:
-    from zk0.deploy import connection, launch
+    from zk0.deploy import admin_auth, connection, launch
 
-    connection.write_connection(CONNECTION, cfg.superlink_address, cfg.pki_dir / "ca.pem", home=cfg.flwr_home)
+    connection.write_connection(CONNECTION, cfg.admin_address, cfg.pki_dir / "ca.pem", home=cfg.flwr_home)
+    admin_auth.login(CONNECTION, admin_auth.read_token(cfg.pki_dir / "admin.token"), home=cfg.flwr_home)
     return launch.flower_env(cfg.flwr_home)
 
 

@@ -74,24 +74,28 @@ def ensure_registry(cfg: LabConfig) -> None:
 
 
 def push_image(cfg: LabConfig) -> bool:
-    """Push the zk0 image to the lab registry; returns False when the registry already has it."""
-    local_id = d.docker("image", "inspect", "-f", "{{.Id}}", cfg.zk0_image, check=False)
-    if local_id.returncode != 0:
-        raise d.LabError(f"image {cfg.zk0_image} is missing: run `make image` (make demo does).")
-    d.docker("tag", cfg.zk0_image, cfg.pushed_image)
-    marker = cfg.state_dir / "pushed-image-id"
-    if marker.exists() and marker.read_text().strip() == local_id.stdout.strip() and _registry_has(cfg):
-        return False
-    d.docker("push", cfg.pushed_image, timeout=1800)
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    marker.write_text(local_id.stdout.strip() + "\n")
-    return True
+    """Push the zk0 and proxy images to the lab registry; False when the registry already has them."""
+    pushed = False
+    for image in (cfg.zk0_image, cfg.proxy_image):
+        local_id = d.docker("image", "inspect", "-f", "{{.Id}}", image, check=False)
+        if local_id.returncode != 0:
+            raise d.LabError(f"image {image} is missing: run `make image` (make demo does).")
+        target = f"127.0.0.1:{cfg.registry_push_port}/{image}"
+        d.docker("tag", image, target)
+        marker = cfg.state_dir / f"pushed-{image.partition(':')[0]}-id"
+        if marker.exists() and marker.read_text().strip() == local_id.stdout.strip() and _registry_has(cfg, image):
+            continue
+        d.docker("push", target, timeout=1800)
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(local_id.stdout.strip() + "\n")
+        pushed = True
+    return pushed
 
 
-def _registry_has(cfg: LabConfig) -> bool:
+def _registry_has(cfg: LabConfig, image: str) -> bool:
     import urllib.request
 
-    repo, _, tag = cfg.zk0_image.partition(":")
+    repo, _, tag = image.partition(":")
     url = f"http://127.0.0.1:{cfg.registry_push_port}/v2/{repo}/manifests/{tag or 'latest'}"
     request = urllib.request.Request(url, method="HEAD", headers={
         "Accept": "application/vnd.docker.distribution.manifest.v2+json"})
@@ -256,8 +260,10 @@ def down(cfg: LabConfig, keep_state: bool = False) -> list[str]:
             d.docker(kind, "rm", *ids, timeout=300)
         removed += [f"{kind} {i[:12]}" for i in ids]
     # The pushed tag is the lab's too (it shares every layer with the zk0 image: no disk).
-    if d.exists("image", cfg.pushed_image):
-        d.docker("rmi", cfg.pushed_image, check=False)
+    for image in (cfg.zk0_image, cfg.proxy_image):
+        pushed = f"127.0.0.1:{cfg.registry_push_port}/{image}"
+        if d.exists("image", pushed):
+            d.docker("rmi", pushed, check=False)
     if not keep_state and cfg.state_dir.exists():
         # The lab's CA, keys, datasets and results; the next `make demo` makes new ones.
         shutil.rmtree(cfg.state_dir)

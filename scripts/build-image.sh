@@ -52,3 +52,16 @@ if [[ -n "$previous" && "$previous" != "$current" ]]; then
 fi
 "$DOCKER" image ls "$ZK0_IMAGE:$VERSION" --format '{{.Repository}}:{{.Tag}} {{.ID}} {{.Size}}'
 echo "image built in $(( $(date +%s) - start )) s"
+
+# The server stack's edge proxy (docker/proxy.Dockerfile): nginx-light on the same base.
+PROXY_IMAGE=${ZK0_PROXY_IMAGE:-zk0-proxy}
+start=$(date +%s)
+if ! "$DOCKER" build -q -f docker/proxy.Dockerfile --build-arg "BASE_IMAGE=$BASE_IMAGE" \
+        --build-arg "ZK0_VERSION=$VERSION" -t "$PROXY_IMAGE:$VERSION" -t "$PROXY_IMAGE:latest" . >"$log" 2>&1; then
+    tail -40 "$log"
+    echo "proxy image build failed" >&2
+    exit 1
+fi
+rm -f "$log"
+"$DOCKER" image ls "$PROXY_IMAGE:$VERSION" --format '{{.Repository}}:{{.Tag}} {{.ID}} {{.Size}}'
+echo "proxy image built in $(( $(date +%s) - start )) s"

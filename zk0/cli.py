@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from zk0.deploy.cli import node_app, pki_app
+from zk0.deploy.cli import admin_app, node_app, pki_app
 
 app = typer.Typer(help="zk0: federated SmolVLA training tools.", no_args_is_help=True)
 dataset_app = typer.Typer(help="Datasets for nodes and the server.", no_args_is_help=True)
@@ -21,6 +21,7 @@ app.add_typer(sim_app, name="sim")
 app.add_typer(app_app, name="app")
 app.add_typer(pki_app, name="pki")
 app.add_typer(node_app, name="node")
+app.add_typer(admin_app, name="admin")
 
 
 def _print_version(value: bool) -> None:

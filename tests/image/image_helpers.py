@@ -9,6 +9,7 @@ ROOT = Path(__file__).resolve().parents[2]
 VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
 DOCKER = os.environ.get("DOCKER", "/usr/bin/docker")
 IMAGE = os.environ.get("ZK0_IMAGE_REF", f"zk0:{VERSION}")
+PROXY_IMAGE = os.environ.get("ZK0_PROXY_IMAGE_REF", f"zk0-proxy:{VERSION}")
 
 
 def docker(*args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:

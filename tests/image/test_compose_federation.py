@@ -14,7 +14,7 @@ import time
 import uuid
 
 import pytest
-from image_helpers import DOCKER, IMAGE, ROOT, docker
+from image_helpers import DOCKER, IMAGE, PROXY_IMAGE, ROOT, docker
 
 COMPOSE = ROOT / "docker" / "compose"
 RUNTIME_UID = 49999
@@ -55,22 +55,29 @@ def test_one_round_across_two_client_stacks(image, tmp_path):
     if docker("compose", "version", check=False).returncode != 0:
         pytest.skip("docker compose v2 missing (scripts/ensure-compose.sh)")
     from zk0.data.synthetic import SyntheticDatasetConfig, write_synthetic_dataset
-    from zk0.deploy import connection, enrollment, launch, pki
+    from zk0.deploy import admin_auth, connection, enrollment, launch, pki
     from zk0.deploy.loopback import flwr_json
 
     host = docker0_address()
-    port = free_port()
+    port, admin_port = free_port(), free_port()
     creds = tmp_path / "pki"
     pki.create_ca(creds / "ca")
     server = pki.create_superlink_cert(creds / "superlink", [host], creds / "ca")
-    os.chown(server.key, RUNTIME_UID, RUNTIME_UID)
+    admin_auth.write_token(creds / "superlink" / "admin.token")
+    (creds / "superlink" / "superexec.secret").write_bytes(os.urandom(32))
+    for secret in (server.key, creds / "superlink" / "admin.token", creds / "superlink" / "superexec.secret"):
+        os.chmod(secret, 0o600)
+        os.chown(secret, RUNTIME_UID, RUNTIME_UID)
     tag = uuid.uuid4().hex[:6]
     started: list[tuple[str, str, dict]] = []
     admin_home = tmp_path / "admin"
     admin_env = launch.flower_env(admin_home)
     try:
-        server_env = {"ZK0_IMAGE": IMAGE, "ZK0_CERTS_DIR": str(server.cert.parent),
+        server_env = {"ZK0_IMAGE": IMAGE, "ZK0_PROXY_IMAGE": PROXY_IMAGE, "ZK0_CERTS_DIR": str(server.cert.parent),
                       "ZK0_TLS_KEY_FILE": str(server.key), "ZK0_SUPERLINK_BIND": host,
+                      "ZK0_ADMIN_TOKEN_FILE": str(creds / "superlink" / "admin.token"),
+                      "ZK0_SUPEREXEC_SECRET_FILE": str(creds / "superlink" / "superexec.secret"),
+                      "ZK0_ADMIN_BIND": "127.0.0.1", "ZK0_ADMIN_PORT": str(admin_port),
                       "ZK0_SUPERLINK_PORT": str(port), "ZK0_HF_HUB_OFFLINE": "1"}
         # server.yml mounts ca.pem from ZK0_CERTS_DIR next to superlink.pem
         (server.cert.parent / "ca.pem").write_bytes(server.ca_cert.read_bytes())
@@ -79,7 +86,9 @@ def test_one_round_across_two_client_stacks(image, tmp_path):
         result = compose(project, "server.yml", server_env, "up", "-d")
         assert result.returncode == 0, result.stderr
         launch.wait_for_port(host, port, 180)
-        connection.write_connection(CONNECTION, f"{host}:{port}", server.ca_cert, home=admin_home)
+        # The admin reaches the Control API on the proxy's admin listener, with the token.
+        connection.write_connection(CONNECTION, f"127.0.0.1:{admin_port}", server.ca_cert, home=admin_home)
+        admin_auth.login(CONNECTION, admin_auth.read_token(creds / "superlink" / "admin.token"), home=admin_home)
 
         for index, name in enumerate(("a", "b"), start=1):
             key = pki.create_node_key(creds / "nodes" / name)
@@ -127,7 +136,7 @@ def test_one_round_across_two_client_stacks(image, tmp_path):
             if str(info.get("status", "")).startswith("finished"):
                 break
             time.sleep(5)
-        server_id = container_id(f"zk0-fed-{tag}-server", "superlink")
+        server_id = container_id(f"zk0-fed-{tag}-server", "superexec")  # ServerApps run (and write) here
         logs = docker("logs", "--tail", "60", server_id, check=False)
         assert info.get("status") == "finished:completed", (info, logs.stdout + logs.stderr)
 

@@ -1,7 +1,7 @@
 """The Compose stacks in docker/compose on one Docker host (needs `docker compose` v2:
-scripts/ensure-compose.sh). Server: TLS SuperLink with SuperNode auth comes up healthy, serves
-its CA-signed certificate on the published port and keeps its state on the volume, with the
-TLS key as a Compose secret (never in the command line or the environment). Client: a dataset
+scripts/ensure-compose.sh). Server: the proxy, SuperLink and SuperExec come up healthy and
+hardened, only the proxy publishes ports, an outsider with ca.pem is refused every Control
+operation, the ServerApp's container holds neither the TLS key nor the database. Client: a dataset
 path that does not exist stops the SuperNode at once with the URI error in its logs, and the
 restart policy gives up instead of looping.
 """
@@ -9,14 +9,13 @@ restart policy gives up instead of looping.
 import json
 import os
 import socket
-import ssl
 import subprocess
 import time
 import uuid
 from pathlib import Path
 
 import pytest
-from image_helpers import DOCKER, IMAGE, ROOT, docker
+from image_helpers import DOCKER, IMAGE, PROXY_IMAGE, ROOT, docker
 
 COMPOSE = ROOT / "docker" / "compose"
 ZK0 = str(ROOT / ".venv" / "bin" / "zk0")
@@ -52,9 +51,12 @@ def pki(tmp_path_factory) -> Path:
     directory = tmp_path_factory.mktemp("pki")
     for args in (["pki", "ca", "--dir", str(directory)],
                  ["pki", "superlink-cert", "--dir", str(directory), "--san", "127.0.0.1"],
-                 ["pki", "node-key", "--dir", str(directory)]):
+                 ["pki", "node-key", "--dir", str(directory)],
+                 ["admin", "token", str(directory / "admin.token")]):
         subprocess.run([ZK0, *args], check=True, capture_output=True, timeout=60)
-    for key in ("superlink.key", "supernode.key"):
+    (directory / "superexec.secret").write_bytes(os.urandom(32))
+    os.chmod(directory / "superexec.secret", 0o600)
+    for key in ("superlink.key", "supernode.key", "admin.token", "superexec.secret"):
         os.chown(directory / key, RUNTIME_UID, RUNTIME_UID)  # what the roles do
         assert (directory / key).stat().st_mode & 0o077 == 0
     return directory
@@ -92,37 +94,72 @@ def wait_for(predicate, timeout: float, interval: float = 1.0):
     return predicate()
 
 
-def test_server_stack_tls_auth_state(pki, stack):
-    port = free_port()
-    env = {"ZK0_IMAGE": IMAGE, "ZK0_CERTS_DIR": str(pki),
-           "ZK0_TLS_KEY_FILE": str(pki / "superlink.key"),
-           "ZK0_SUPERLINK_BIND": "127.0.0.1", "ZK0_SUPERLINK_PORT": str(port)}
-    project = stack(["server.yml"], env)
+def server_env(pki: Path, port: int, admin_port: int, bind: str = "127.0.0.1") -> dict[str, str]:
+    return {"ZK0_IMAGE": IMAGE, "ZK0_PROXY_IMAGE": PROXY_IMAGE, "ZK0_CERTS_DIR": str(pki),
+            "ZK0_TLS_KEY_FILE": str(pki / "superlink.key"),
+            "ZK0_ADMIN_TOKEN_FILE": str(pki / "admin.token"),
+            "ZK0_SUPEREXEC_SECRET_FILE": str(pki / "superexec.secret"),
+            "ZK0_SUPERLINK_BIND": bind, "ZK0_SUPERLINK_PORT": str(port),
+            "ZK0_ADMIN_BIND": "127.0.0.1", "ZK0_ADMIN_PORT": str(admin_port), "ZK0_HF_HUB_OFFLINE": "1"}
+
+
+def test_server_stack_front_door(pki, stack, tmp_path):
+    """The hardened server stack: only the proxy publishes ports, the outsider is refused."""
+    from zk0.deploy import frontdoor
+
+    port, admin_port = free_port(), free_port()
+    project = stack(["server.yml"], server_env(pki, port, admin_port))
+    services = ("proxy", "superlink", "superexec")
 
     def healthy():
-        return container_of(project, "superlink")["State"].get("Health", {}).get("Status") == "healthy"
+        return all(container_of(project, s)["State"].get("Health", {}).get("Status") == "healthy" for s in services)
 
-    # The image's health check runs every 30 s; probe as it does, then wait for Docker's verdict.
-    assert wait_for(healthy, 120, 2), docker("logs", container_of(project, "superlink")["Id"]).stderr[-3000:]
-    info = container_of(project, "superlink")
-    command = " ".join(info["Config"]["Cmd"] or []) + " " + " ".join(info["Args"])
-    assert "--enable-supernode-auth" in command
-    assert "--disable-runtime-dependency-installation" in command
-    key_text = (pki / "superlink.key").read_text()
-    assert "PRIVATE KEY" not in json.dumps(info) and key_text.strip() not in json.dumps(info)
-    assert info["Config"]["User"] == "49999:49999"
+    assert wait_for(healthy, 180, 2), "\n".join(docker("logs", container_of(project, s)["Id"]).stderr[-1500:]
+                                               for s in services)
+    secrets = [(pki / name).read_text(errors="replace").strip() for name in ("superlink.key", "admin.token")]
+    for service in services:
+        info = container_of(project, service)
+        host = info["HostConfig"]
+        assert info["Config"]["User"] == "49999:49999", service
+        assert host["ReadonlyRootfs"] and host["CapDrop"] == ["ALL"], service
+        assert "no-new-privileges:true" in host["SecurityOpt"], service
+        assert host["PidsLimit"] and host["Memory"], service
+        dump = json.dumps(info)
+        assert not any(secret in dump for secret in secrets), f"a secret in {service}'s configuration"
+        published = {k for k, v in (info["NetworkSettings"]["Ports"] or {}).items() if v}
+        assert published == ({"8000/tcp", "8001/tcp"} if service == "proxy" else set()), (service, published)
+    superlink = container_of(project, "superlink")
+    command = " ".join(superlink["Config"]["Cmd"] or []) + " " + " ".join(superlink["Args"])
+    for flag in ("--enable-supernode-auth", "--disable-runtime-dependency-installation", "--isolation=process",
+                 "--superexec-auth-secret-file"):
+        assert flag in command
 
-    # TLS on the published port with a certificate the federation CA vouches for.
-    context = ssl.create_default_context(cafile=str(pki / "ca.pem"))
-    context.set_alpn_protocols(["h2"])
-    with (
-        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
-        context.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
-    ):
-        assert tls.version() in ("TLSv1.2", "TLSv1.3")
+    # The ServerApp's container cannot read the TLS key or the database (as its process would try).
+    superexec = container_of(project, "superexec")["Id"]
+    probe = docker("exec", superexec, "python", "-c",
+                   "import pathlib,sys; paths=['/run/secrets/superlink_key','/var/lib/zk0/superlink.db'];"
+                   "sys.exit(sum(pathlib.Path(p).exists() for p in paths))", check=False)
+    assert probe.returncode == 0, "the SuperExec container can see the TLS key or the database"
+
+    # The outsider holds ca.pem and reaches the public port; the admin listener wants the token.
+    ca = pki / "ca.pem"
+    token = (pki / "admin.token").read_text().strip()
+    public = frontdoor.Target("public", f"127.0.0.1:{port}", ca)
+    no_token = frontdoor.Target("admin, no token", f"127.0.0.1:{admin_port}", ca)
+    admin = frontdoor.Target("admin, token", f"127.0.0.1:{admin_port}", ca, token)
+    app = ROOT / "bench" / "numpy_app"
+    results = [*frontdoor.probe_control(public, tmp_path, app, 1, 1, "refused"),
+               *frontdoor.probe_routes(public, "refused"), *frontdoor.probe_routes(no_token, "refused"),
+               *frontdoor.probe_routes(admin, "refused")]
+    ok, said = frontdoor.flwr(admin.home(tmp_path), "ls", "target", "--format", "json")
+    results.append(frontdoor.Result("admin, token", "flwr ls", "allowed", ("allowed" if ok else "refused") + f" ({said})"))
+    ok, said = frontdoor.flwr(no_token.home(tmp_path), "ls", "target", "--format", "json")
+    results.append(frontdoor.Result("admin, no token", "flwr ls", "refused", ("allowed" if ok else "refused") + f" ({said})"))
+    print("\n" + frontdoor.table(results))
+    assert all(r.ok for r in results), frontdoor.table([r for r in results if not r.ok])
 
     # State on the volume, owned by the runtime user.
-    listing = docker("exec", info["Id"], "ls", "-ln", "/var/lib/zk0").stdout
+    listing = docker("exec", superlink["Id"], "ls", "-ln", "/var/lib/zk0").stdout
     assert "superlink.db" in listing and f" {RUNTIME_UID} " in listing
 
 

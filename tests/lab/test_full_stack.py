@@ -58,6 +58,16 @@ def test_site_converges_then_changes_nothing(lab: LabConfig) -> None:
         for client in lab.clients:
             key = enrollment.load_public_key(lab.state_dir / "fetched" / "node-keys" / f"{client.name}.pub")
             assert enrollment.fingerprint(key) in registered, client.name
+
+    # A client host is not the admin: on both of the proxy's listeners, submitting a run fails.
+    knock = ("import ssl,sys,urllib.request as u\n"
+             "ctx=ssl.create_default_context(); ctx.check_hostname=False; ctx.verify_mode=ssl.CERT_NONE\n"
+             "for port in sys.argv[1:]:\n"
+             "    try: u.urlopen(u.Request(f'https://{HOST}:{port}/v1/control/start-run', data=b'x', method='POST'),"
+             " context=ctx, timeout=10); print(port, 200)\n"
+             "    except u.HTTPError as e: print(port, e.code)\n").replace("{HOST}", lab.server.address)
+    out = hosts.ssh(lab, lab.clients[0], f"python3 -c \"{knock}\" 8000 8001").stdout.split()
+    assert out == ["8000", "404", "8001", "401"], out
     # zk0bot's doctor, from the admin machine: the SuperLink answers TLS with a certificate
     # that the lab CA signed for the server's address.
     doctor = subprocess.run([str(Path(sys.executable).parent / "zk0bot"), "doctor", "--check", "superlink",

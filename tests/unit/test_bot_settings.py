@@ -75,7 +75,9 @@ def test_server_vars_list_enrolled_nodes_and_keep_the_ca_local(tmp_path: Path) -
         {"name": "gpu-1", "public_key_file": str(tmp_path / "home" / "server" / "node-keys" / "gpu-1.pub")}]  # fmt: skip
     assert gv["superlink_pki_local_dir"] == str(tmp_path / "home" / "server" / "pki")
     assert gv["superlink_unregister_unlisted"] is True
-    assert s.admin_address == "link.example.org:8000"
+    # The Control API is on the proxy's admin listener: loopback by default (SSH tunnel), or its private address.
+    assert s.admin_address == "127.0.0.1:8001" and gv["superlink_admin_bind_address"] == "127.0.0.1"
+    assert server.ServerSettings(admin_bind="100.64.0.7", admin_port=9001).admin_address == "100.64.0.7:9001"
 
 
 def test_enroll_without_a_connection_records_the_key_once(tmp_path: Path, monkeypatch) -> None:

@@ -41,8 +41,10 @@ class ServerSettings:
     image: str = DEFAULT_IMAGE
     image_source: str = "pull"
     sans: list[str] = field(default_factory=list)
-    port: int = 8000
-    address: str = ""  # how the admin reaches the SuperLink; default: first SAN + port
+    port: int = 8000  # the proxy's public listener (nodes)
+    admin_bind: str = "127.0.0.1"  # the proxy's admin listener (Control API, token): loopback or a tailnet IP
+    admin_port: int = 8001
+    address: str = ""  # how the admin reaches the admin listener; default: see admin_address
     connection: str = DEFAULT_CONNECTION
     config_dir: str = "/etc/zk0/server"
     wandb_mode: str = "offline"
@@ -55,10 +57,12 @@ class ServerSettings:
 
     @property
     def admin_address(self) -> str:
+        """The admin listener: its bind address when that is a private/tailnet IP, else 127.0.0.1
+        (on the server itself, or through `ssh -N -L PORT:127.0.0.1:PORT` to it)."""
         if self.address:
             return self.address
-        first = self.sans[0] if self.sans else (self.target.name if not self.target.local else "127.0.0.1")
-        return f"{first}:{self.port}"
+        host = self.admin_bind if self.admin_bind not in ("127.0.0.1", "0.0.0.0") else "127.0.0.1"
+        return f"{host}:{self.admin_port}"
 
 
 def settings_path(base: Path | None = None) -> Path:
@@ -93,6 +97,8 @@ def group_vars(s: ServerSettings, base: Path | None = None) -> dict[str, object]
         "superlink_image_source": s.image_source,
         "superlink_cert_sans": sans,
         "superlink_port": s.port,
+        "superlink_admin_bind_address": s.admin_bind,
+        "superlink_admin_port": s.admin_port,
         "superlink_config_dir": s.config_dir,
         "superlink_pki_dir": f"{s.config_dir}/pki",
         "superlink_pki_local_dir": str(side / "pki"),
@@ -116,9 +122,11 @@ def start(s: ServerSettings, secrets: dict[str, str], base: Path | None = None, 
                                    status)  # fmt: skip
     conn_file = None
     if result.ok and not check:
+        from zk0.deploy import admin_auth
         from zk0.deploy.connection import write_connection
 
         conn_file = write_connection(s.connection, s.admin_address, side / "pki" / "ca.pem")
+        admin_auth.login(s.connection, admin_auth.read_token(side / "pki" / "admin.token"))
     return result, conn_file
 
 

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from zk0.deploy import enrollment, pki
+from zk0.deploy import admin_auth, enrollment, pki
 
 pki_app = typer.Typer(help="Federation PKI: CA, SuperLink TLS certificate, node auth keys.", no_args_is_help=True)
 node_app = typer.Typer(help="Enroll SuperNodes: register, list, unregister public keys.", no_args_is_help=True)
@@ -99,3 +99,29 @@ def list_nodes(superlink: ConnOpt, as_json: Annotated[bool, typer.Option("--json
         return
     for n in nodes:
         typer.echo(f"{n.node_id:>20}  {n.status:<12}  {n.fingerprint}")
+
+
+admin_app = typer.Typer(help="The admin's access to the Control API (the proxy's admin listener).", no_args_is_help=True)
+
+
+@admin_app.command("token")
+def admin_token(path: Annotated[Path, typer.Argument(help="Token file to create (0600); kept when it exists.")]) -> None:
+    """Make the admin token the proxy checks (32 random bytes, hex); the superlink role does this too."""
+    try:
+        _, created = admin_auth.write_token(path)
+    except (admin_auth.AdminAuthError, OSError) as err:
+        _fail(err)
+    typer.echo(f"{'created' if created else 'kept the existing'} admin token {path} (0600; never print or commit it)")
+
+
+@admin_app.command("login")
+def admin_login(
+    superlink: ConnOpt,
+    token_file: Annotated[Path, typer.Option("--token-file", help="The admin token (pki/admin.token).")],
+) -> None:
+    """Store the admin token where the `flwr` CLI sends it from, for one connection."""
+    try:
+        path = admin_auth.login(superlink, admin_auth.read_token(token_file))
+    except admin_auth.AdminAuthError as err:
+        _fail(err)
+    typer.echo(f"flwr now sends the admin token to connection {superlink!r} (stored in {path}, 0600)")

@@ -5,6 +5,7 @@ imports this module to run the same configuration on 127.0.0.1 in tests.
 
     python3 render.py                 # render from ZK0_PROXY_* variables, then exec nginx
     python3 render.py --render-only   # render and exit (prints where)
+    python3 render.py --health        # container health probe: /health through the proxy
 
 The admin token is read from a 0600 file (a Compose secret) and written into the run
 directory's map file only; it never reaches the environment or a command line.
@@ -93,12 +94,25 @@ def render(config: ProxyConfig, template: str | None = None) -> str:
     return _PLACEHOLDER.sub(fill, text)
 
 
+def _worker_ids() -> tuple[int, int] | None:
+    if os.geteuid() != 0:
+        return None  # the workers run as we do (the proxy image: uid 49999)
+    import pwd
+
+    nobody = pwd.getpwnam("nobody")
+    return nobody.pw_uid, nobody.pw_gid
+
+
 def write(config: ProxyConfig) -> Path:
     """Render into ``run_dir`` (nginx.conf, the token map, scratch dirs); returns nginx.conf."""
     run = config.run_dir
     run.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # Started as root (a test host), nginx's workers run as "nobody": they write request bodies here.
+    worker = _worker_ids()
     for sub in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (run / sub).mkdir(exist_ok=True, mode=0o700)
+        if worker:
+            os.chown(run / sub, *worker)
     token = read_token(config.admin_token_file)
     if token is None:
         print(
@@ -120,8 +134,25 @@ def nginx_argv(conf: Path, nginx: str = "nginx") -> list[str]:
     return [nginx, "-c", str(conf), "-e", "stderr", "-g", "daemon off;"]
 
 
+def health(config: ProxyConfig) -> int:
+    """0 when the public listener answers /health through to the SuperLink (the container probe)."""
+    import ssl
+    import urllib.request
+
+    port = config.public_listen.rsplit(":", 1)[-1]
+    context = ssl.create_default_context(cafile=str(config.ca_cert))
+    try:
+        with urllib.request.urlopen(f"https://127.0.0.1:{port}/health", timeout=5, context=context) as reply:
+            return 0 if reply.status == 200 else 1
+    except OSError as err:
+        print(f"unhealthy: {err}", file=sys.stderr)
+        return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    if "--health" in args:
+        return health(ProxyConfig.from_env())
     try:
         conf = write(ProxyConfig.from_env())
     except (ProxyConfigError, ValueError, OSError) as err:
