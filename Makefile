@@ -31,7 +31,7 @@ lock:  ## re-resolve requirements/lock.txt from pyproject.toml
 
 test: lint test-unit test-integration test-deploy test-image test-roles test-lab  ## every test tier (what CI runs)
 
-test-unit: setup  ## pure logic, seconds
+test-unit: setup lab-tools  ## pure logic, seconds (ssh: zk0bot's tunnel test)
 	$(PY) -m pytest tests/unit
 
 test-integration: setup setup-ops proxy-tools  ## real Flower simulation with the tiny SmolVLA; zk0bot against loopback

@@ -133,7 +133,12 @@ def _federation(base: Path, warm: bool):
 
     # The tiny backbone is built once per cache, as a real node downloads SmolVLA once: not a round's cost.
     ensure_backbone(BACKBONES[TINY_RUN["model"]], base / "cache")
-    env = {"ZK0_CACHE_DIR": str(base / "cache"), "WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1"}
+    from zk0.supernode import trust
+
+    # The nodes run only apps they trust: the two this benchmark submits.
+    trusted = " ".join(trust.app_hash(app) for app in (REPO, NUMPY_APP))
+    env = {"ZK0_CACHE_DIR": str(base / "cache"), "WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1",
+           trust.HASHES_ENV: trusted}
     fed = Loopback(base / "fed", Credentials(base / "pki"), env=env)
     fed.start_superlink()
     for i, root in enumerate(datasets):

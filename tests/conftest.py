@@ -4,6 +4,7 @@ all made locally (nothing is downloaded)."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,9 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ["FLWR_TELEMETRY_ENABLED"] = "0"
+
+REPO = Path(__file__).resolve().parents[1]
+NUMPY_APP = REPO / "bench" / "numpy_app"
 
 
 @pytest.fixture(scope="session")
@@ -59,3 +63,32 @@ def flower_task_identity():
     TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, 1, 0
     yield TaskIdentity
     TaskIdentity._task_id, TaskIdentity._run_id, TaskIdentity._node_id = saved
+
+
+@pytest.fixture(scope="session")
+def release_fab() -> bytes:
+    """The FAB `flwr run REPO` uploads (built once: walking the checkout takes a while)."""
+    from zk0.supernode import trust
+
+    return trust.build_fab(REPO)
+
+
+@pytest.fixture(scope="session")
+def release_hashes(tmp_path_factory: pytest.TempPathFactory, release_fab: bytes) -> Iterator[dict[str, str]]:
+    """zk0-supernode runs only apps on its allowlist: every node started in a session that uses
+    this trusts the apps the tests submit (this checkout's zk0 app and the numpy app), by
+    their hash as `zk0 app hash` computes it, once per session."""
+    from zk0.supernode import trust
+
+    hashes = {"zk0": trust.fab_sha256(release_fab), "numpy": trust.app_hash(NUMPY_APP)}
+    allowlist = tmp_path_factory.mktemp("trust") / "trusted-apps.txt"
+    allowlist.write_text("".join(f"# {name}\n{digest}\n" for name, digest in hashes.items()))
+    old = {k: os.environ.get(k) for k in (trust.FILE_ENV, trust.HASHES_ENV)}
+    os.environ[trust.FILE_ENV] = str(allowlist)  # every process inherits it (launch.flower_env)
+    os.environ.pop(trust.HASHES_ENV, None)
+    yield hashes
+    for key, value in old.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value

@@ -12,14 +12,14 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 
-from zk0.bot import client, doctor, keys, playbook, runs, server, state
+from zk0.bot import client, doctor, keys, playbook, runs, server, state, tunnel
 from zk0.bot.errors import BotError, ExitCode
 
 app = typer.Typer(name="zk0bot", help="zk0bot: run a zk0 node or the federation server.", no_args_is_help=True,
@@ -253,9 +253,17 @@ def server_logs(tail: TailOpt = 100, ask_become_pass: BecomeOpt = False) -> None
     out.print(_server_control("logs", tail, ask_become_pass).get("stdout", ""), markup=False)
 
 
-def _connection(given: str) -> str:
+@contextlib.contextmanager
+def _admin(given: str) -> Iterator[str]:
+    """The admin connection's name, with an SSH tunnel to the server's admin listener when needed."""
     saved = server.load_settings()
-    return given or (saved.connection if saved else server.DEFAULT_CONNECTION)
+    name = given or (saved.connection if saved else server.DEFAULT_CONNECTION)
+    if saved is None or (given and given != saved.connection):
+        yield name
+        return
+    with tunnel.admin_tunnel(saved.target, saved.admin_bind, saved.address, saved.admin_port) as how:
+        err.print(how, style="dim")
+        yield name
 
 
 @server_app.command("enroll")
@@ -269,8 +277,8 @@ def server_enroll(
     ] = False,
 ) -> None:
     """Enroll a node: add its key to the server's list and register it with the SuperLink (idempotent)."""
-    with _spinner("enrolling"):
-        lines = server.enroll(public_key, name, _connection(connection), register=not no_register)
+    with _admin(connection) as conn, _spinner("enrolling"):
+        lines = server.enroll(public_key, name, conn, register=not no_register)
     for line in lines:
         out.print(line)
 
@@ -281,7 +289,9 @@ def server_remove(
     name: Annotated[str, typer.Argument(help="The enrolled node's name.")], connection: ConnOpt = ""
 ) -> None:
     """Remove a node: drop it from the list and unregister its key (it needs a new key to return)."""
-    for line in server.remove(name, _connection(connection)):
+    with _admin(connection) as conn:
+        lines = server.remove(name, conn)
+    for line in lines:
         out.print(line)
 
 
@@ -289,7 +299,8 @@ def server_remove(
 @handled
 def server_nodes(connection: ConnOpt = "", as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """List enrolled nodes with their SuperLink status (online, offline, registered)."""
-    rows = server.node_table(_connection(connection))
+    with _admin(connection) as conn:
+        rows = server.node_table(conn)
     if as_json:
         out.print(json.dumps(rows, indent=1))
         return
@@ -311,9 +322,8 @@ def server_run(
     """Submit a federated run with `flwr run --stream` and show per-round progress; exit 0 when it completed."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    conn = _connection(connection)
     total = rounds or 0
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+    with _admin(connection) as conn, Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=err, transient=False) as progress:  # fmt: skip
         task = progress.add_task("submitting", total=total or None)
 

@@ -160,6 +160,10 @@ def connection_exists(name: str) -> bool:
 
 
 def _register_error(err: Exception, connection: str) -> BotError:
+    from zk0.deploy.enrollment import KeyBurnedError
+
+    if isinstance(err, KeyBurnedError):  # not a connection problem: the message carries its own fix
+        return BotError(str(err), "enroll the node's new public key under the same name", ExitCode.FAILED)
     return BotError(
         f"The key is enrolled but the SuperLink did not register it ({err})",
         f"check `zk0bot doctor --superlink ... --ca ...` and connection {connection!r}; "

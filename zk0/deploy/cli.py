@@ -42,7 +42,7 @@ def superlink_cert(
         Path | None, typer.Option("--ca-dir", help="Directory of ca.pem/ca.key (default: --dir).")
     ] = None,
 ) -> None:
-    """Issue the SuperLink TLS certificate; 127.0.0.1 and localhost are always included."""
+    """Issue the SuperLink TLS certificate; 127.0.0.1, localhost and superlink are always included."""
     try:
         files = pki.create_superlink_cert(directory, list(san), ca_dir)
     except pki.PKIError as err:
