@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-SECTIONS = {"training": "bench.training", "deployment": "bench.deployment"}
+SECTIONS = {"training": "bench.training", "deployment": "bench.deployment", "frontdoor": "bench.frontdoor"}
 
 
 def main(argv: list[str]) -> int:

@@ -52,7 +52,7 @@ def test_outsider_with_only_ca_pem_is_refused_and_the_admin_is_not(loopback: Loo
 
 
 def test_oversized_body_never_reaches_the_superlink(loopback: Loopback) -> None:
-    """A small body passes to the SuperLink (its log shows it); one over the limit gets 413 and does not."""
+    """A body within the limit passes to the SuperLink (its log shows it); one over it gets 413 and does not."""
     loopback.start_superlink()
     target = frontdoor.Target("public", loopback.address, loopback.creds.server.ca_cert)
     superlink = loopback.processes["superlink"]
@@ -63,8 +63,9 @@ def test_oversized_body_never_reaches_the_superlink(loopback: Loopback) -> None:
         time.sleep(1)
         return f"{result} {superlink.output()[before:]}"
 
-    small = new_lines(lambda: frontdoor.https(target, "POST", "/v1/fleet/push-object", body=b"\0" * 1024))
-    assert "push-object" in small and not small.startswith("413")
+    # 5 MiB (Flower's largest chunk): buffered to the proxy's scratch dir, then answered by Flower.
+    allowed = new_lines(lambda: frontdoor.https(target, "POST", "/v1/fleet/push-object", body=b"\0" * (5 << 20)))
+    assert "push-object" in allowed and allowed.split()[0] not in ("413", "500"), allowed[:200]
     big = new_lines(lambda: frontdoor.https(target, "POST", "/v1/fleet/push-object",
                                             body=b"\0" * frontdoor.OVERSIZED_BODY))
     assert big.startswith("413") and "push-object" not in big

@@ -22,6 +22,7 @@ from pathlib import Path
 TEMPLATE = Path(__file__).with_name("nginx.conf.template")
 CONFIG_NAME = "nginx.conf"
 TOKEN_MAP = "admin-token.map"
+WORKERS = "workers.conf"
 # A hex or URL-safe token: nothing nginx or a regex would read as syntax.
 TOKEN_PATTERN = re.compile(r"[A-Za-z0-9_-]{32,256}")
 _PLACEHOLDER = re.compile(r"\$\{(ZK0_[A-Z_]+)\}")
@@ -94,25 +95,15 @@ def render(config: ProxyConfig, template: str | None = None) -> str:
     return _PLACEHOLDER.sub(fill, text)
 
 
-def _worker_ids() -> tuple[int, int] | None:
-    if os.geteuid() != 0:
-        return None  # the workers run as we do (the proxy image: uid 49999)
-    import pwd
-
-    nobody = pwd.getpwnam("nobody")
-    return nobody.pw_uid, nobody.pw_gid
-
-
 def write(config: ProxyConfig) -> Path:
     """Render into ``run_dir`` (nginx.conf, the token map, scratch dirs); returns nginx.conf."""
     run = config.run_dir
     run.mkdir(parents=True, exist_ok=True, mode=0o700)
-    # Started as root (a test host), nginx's workers run as "nobody": they write request bodies here.
-    worker = _worker_ids()
     for sub in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (run / sub).mkdir(exist_ok=True, mode=0o700)
-        if worker:
-            os.chown(run / sub, *worker)
+    # nginx started as root (tests and benchmarks on a host) would drop its workers to
+    # "nobody", who cannot reach a private run directory; the image runs as uid 49999 anyway.
+    (run / WORKERS).write_text("user root;\n" if os.geteuid() == 0 else "", encoding="utf-8")
     token = read_token(config.admin_token_file)
     if token is None:
         print(
