@@ -167,7 +167,8 @@ def _print_ps(stdout: str, as_json: bool) -> bool:
         out.print("not running (no container)")
     for r in [] if as_json else rows:
         out.print(f"{r.get('Service', '?')}: {r.get('State', '?')} {r.get('Health') or ''} ({r.get('Status', '')})")
-    return any(r.get("State") == "running" and r.get("Health") in ("healthy", "") for r in rows)
+    # Every container of the stack (the server has three) must be up for the stack to be.
+    return bool(rows) and all(r.get("State") == "running" and r.get("Health") in ("healthy", "") for r in rows)
 
 
 @client_app.command("status")
@@ -241,7 +242,7 @@ def server_stop(ask_become_pass: BecomeOpt = False) -> None:
 @server_app.command("status")
 @handled
 def server_status(as_json: Annotated[bool, typer.Option("--json")] = False, ask_become_pass: BecomeOpt = False) -> None:
-    """Show the SuperLink container's state and health; exit 1 when it is not running and healthy."""
+    """Show the server stack's containers (proxy, SuperLink, SuperExec); exit 1 unless all are running and healthy."""
     if not _print_ps(_server_control("status", ask_become_pass=ask_become_pass).get("stdout", ""), as_json):
         raise typer.Exit(int(ExitCode.FAILED))
 
@@ -249,7 +250,7 @@ def server_status(as_json: Annotated[bool, typer.Option("--json")] = False, ask_
 @server_app.command("logs")
 @handled
 def server_logs(tail: TailOpt = 100, ask_become_pass: BecomeOpt = False) -> None:
-    """Print the SuperLink's last log lines."""
+    """Print the server stack's last log lines (proxy, SuperLink, SuperExec with the ServerApps)."""
     out.print(_server_control("logs", tail, ask_become_pass).get("stdout", ""), markup=False)
 
 

@@ -28,7 +28,6 @@ from zk0.bot.errors import BotError, ExitCode
 from zk0.bot.state import load_json, save_json, side_dir
 
 GROUP = "zk0_server"
-SERVICE = "superlink"
 DEFAULT_CONNECTION = "zk0"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,62}")
 
@@ -139,7 +138,7 @@ def control(action: str, base: Path | None = None, tail: int = 100, ask_become_p
     argv = {
         "stop": [*compose, "down"],  # keeps the volumes: state database and outputs
         "status": [*compose, "ps", "--all", "--format", "json"],
-        "logs": [*compose, "logs", "--no-color", "--tail", str(tail), SERVICE],
+        "logs": [*compose, "logs", "--no-color", "--tail", str(tail)],  # every service: ServerApps log in superexec
     }[action]
     inventory = playbook.write_inventory(side_dir("server", base) / "control-inventory.json", GROUP, s.target, {})
     return playbook.run_remote(inventory, argv, s.config_dir, ask_become_pass=ask_become_pass)[s.target.name]
