@@ -48,11 +48,20 @@ def main(grid: Grid, context: Context) -> None:
         min_available_nodes=settings.min_nodes,
         proximal_mu=settings.proximal_mu,
         max_update_norm=settings.max_update_norm,
+        # Caps on the example counts nodes report: what one message asks of a node.
+        max_train_examples=settings.local_steps * settings.batch_size,
+        max_eval_examples=max(settings.eval_batches, 0) * settings.batch_size,
     )
     config = {**settings.as_dict(), "client_eval_every": plan.client_eval_every}
     recorder = RoundRecorder(run_dir, run_dir.name, settings.wandb_project, config)
-    log.info("run %s: rounds %d..%d, %d trainable tensors (%d bytes)", run_dir.name, first_round,
-             settings.num_server_rounds, len(arrays), arrays_nbytes(arrays))  # fmt: skip
+    log.info(
+        "run %s: rounds %d..%d, %d trainable tensors (%d bytes)",
+        run_dir.name,
+        first_round,
+        settings.num_server_rounds,
+        len(arrays),
+        arrays_nbytes(arrays),
+    )
     if first_round == 1:  # round 0: the starting point, evaluated and kept for comparison
         checkpoint = model.save(run_dir, 0, arrays, {"run": run_dir.name})
         recorder.write(0, {"server-eval": model.evaluate(arrays), "checkpoint": str(checkpoint)})
@@ -89,8 +98,15 @@ def main(grid: Grid, context: Context) -> None:
             clock.lap("checkpoint")
         record["seconds"], record["seconds-by-step"] = clock.total(), clock.seconds
         recorder.write(server_round, record)
-        log.info("round %d done in %.1fs: train loss %s, server eval %s", server_round, record["seconds"],
-                 record["train-loss"], record.get("server-eval", {}).get("mean"))  # fmt: skip
+        server_eval = record.get("server-eval", {}).get("mean")
+        log.info(
+            "round %d done in %.1fs: train loss %s, server eval %s%s",
+            server_round,
+            record["seconds"],
+            record["train-loss"],
+            server_eval,
+            "" if train_report.adopted else " (aggregate not finite: kept the previous weights)",
+        )
     recorder.close()
 
     final = latest_checkpoint(run_dir)

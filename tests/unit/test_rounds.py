@@ -41,7 +41,7 @@ def test_server_eval_and_checkpoint_always_cover_the_last_round():
     assert [r for r in range(1, 6) if p.checkpoint(r)] == [5]
 
 
-def train_reply(label, examples, metrics):
+def train_reply(label, examples, metrics, node_id):
     content = RecordDict(
         {
             "arrays": to_array_record(OrderedDict(w=np.full((3, 2), 0.1, np.float32))),
@@ -49,18 +49,25 @@ def train_reply(label, examples, metrics):
             "node": ConfigRecord({"dataset-label": label}),
         }
     )
-    msg = Message(content=content, dst_node_id=1, message_type="train")
+    msg = Message(content=content, dst_node_id=node_id, message_type="train")
     return Message(content=content, reply_to=msg)
 
 
 def test_scores_of_the_received_weights_are_weighted_by_eval_examples():
-    strategy = ValidatedFedProx(min_train_nodes=1, min_available_nodes=1, proximal_mu=0.0, max_update_norm=10.0)
+    strategy = ValidatedFedProx(
+        min_train_nodes=1,
+        min_available_nodes=1,
+        proximal_mu=0.0,
+        max_update_norm=10.0,
+        max_train_examples=100,
+        max_eval_examples=8,
+    )
     replies = [
-        train_reply("ds-a", 100, {"eval-loss": 1.0, "eval-num-examples": 1.0}),
-        train_reply("ds-b", 1, {"eval-loss": 4.0, "eval-num-examples": 3.0}),
-        train_reply("ds-old", 5, {}),  # a node that was not asked (or an older ClientApp)
+        train_reply("ds-a", 100, {"eval-loss": 1.0, "eval-num-examples": 1.0}, node_id=1),
+        train_reply("ds-b", 1, {"eval-loss": 4.0, "eval-num-examples": 3.0}, node_id=2),
+        train_reply("ds-old", 5, {}, node_id=3),  # a node that was not asked (or an older ClientApp)
     ]
     _, report = strategy.aggregate_stream(1, replies, REF)
     scores = report.evaluations_before_train()
-    assert set(scores.clients) == {"ds-a", "ds-b"}
+    assert {c["dataset-label"] for c in scores.clients.values()} == {"ds-a", "ds-b"}
     assert scores.mean("eval-loss") == pytest.approx((1.0 * 1 + 4.0 * 3) / 4)

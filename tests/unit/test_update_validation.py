@@ -48,7 +48,9 @@ def test_extra_names_are_rejected():
 
 def test_streaming_mean_equals_the_weighted_average():
     rng = np.random.default_rng(1)
-    updates = [OrderedDict((k, rng.standard_normal(v.shape).astype(np.float32)) for k, v in REF.items()) for _ in range(5)]
+    updates = [
+        OrderedDict((k, rng.standard_normal(v.shape).astype(np.float32)) for k, v in REF.items()) for _ in range(5)
+    ]
     weights = [1.0, 3.0, 2.0, 5.0, 4.0]
     mean = StreamingWeightedMean()
     for u, w in zip(updates, weights, strict=True):
@@ -72,25 +74,42 @@ def reply(arrays, examples, label, node_id=1):
 
 
 def strategy(min_nodes):
-    return ValidatedFedProx(min_train_nodes=min_nodes, min_available_nodes=min_nodes, proximal_mu=0.1,
-                            max_update_norm=100.0)  # fmt: skip
+    return ValidatedFedProx(
+        min_train_nodes=min_nodes,
+        min_available_nodes=min_nodes,
+        proximal_mu=0.1,
+        max_update_norm=100.0,
+        max_train_examples=100,
+        max_eval_examples=50,
+    )
 
 
 def test_round_drops_the_poisoned_update_and_averages_the_rest():
-    replies = [reply(good(1.0), 10, "ds-a"), reply(inject_fault(good(), "nan"), 10, "ds-bad"), reply(good(3.0), 30, "ds-b")]
+    replies = [
+        reply(good(1.0), 10, "ds-a", node_id=1),
+        reply(inject_fault(good(), "nan"), 10, "ds-bad", node_id=2),
+        reply(good(3.0), 30, "ds-b", node_id=3),
+    ]
     arrays, report = strategy(2).aggregate_stream(1, replies, REF)
-    assert set(report.clients) == {"ds-a", "ds-b"} and "NaN" in report.rejected["ds-bad"]
+    assert {n: c["dataset-label"] for n, c in report.clients.items()} == {"1": "ds-a", "3": "ds-b"}
+    assert report.rejected["2"]["dataset-label"] == "ds-bad" and "NaN" in report.rejected["2"]["reason"]
+    assert report.adopted
     np.testing.assert_allclose(arrays["w"], np.full((3, 2), 2.5, np.float32))
 
 
 def test_round_fails_clearly_when_too_few_valid_updates_remain():
-    replies = [reply(good(), 10, "ds-a"), reply(inject_fault(good(), "wrong-shape"), 10, "ds-bad")]
+    replies = [
+        reply(good(), 10, "ds-a", node_id=1),
+        reply(inject_fault(good(), "wrong-shape"), 10, "ds-bad", node_id=2),
+    ]
     with pytest.raises(RoundFailed, match="1 valid updates, fewer than min-nodes=2"):
         strategy(2).aggregate_stream(1, replies, REF)
 
 
 def test_error_replies_count_as_failed():
     ok = reply(good(), 10, "ds-a")
-    failed = Message(FlowerError(code=0, reason="boom"), reply_to=Message(RecordDict(), dst_node_id=2, message_type="train"))
+    failed = Message(
+        FlowerError(code=0, reason="boom"), reply_to=Message(RecordDict(), dst_node_id=2, message_type="train")
+    )
     _, report = strategy(1).aggregate_stream(1, [ok, failed], REF)
-    assert report.failed == 1 and list(report.clients) == ["ds-a"]
+    assert report.failed == 1 and [c["dataset-label"] for c in report.clients.values()] == ["ds-a"]

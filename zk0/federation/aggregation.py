@@ -7,6 +7,7 @@ the number of clients.
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from collections.abc import Mapping
 
@@ -20,8 +21,8 @@ class StreamingWeightedMean:
         self.count = 0
 
     def add(self, arrays: Mapping[str, np.ndarray], weight: float) -> None:
-        if weight <= 0:
-            raise ValueError(f"aggregation weight must be positive, got {weight}")
+        if not (math.isfinite(weight) and weight > 0):
+            raise ValueError(f"aggregation weight must be finite and positive, got {weight}")
         if self._sum is None:
             self._sum = OrderedDict((name, value.astype(np.float32) * weight) for name, value in arrays.items())
         else:
