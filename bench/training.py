@@ -115,7 +115,8 @@ def aggregation_memory(shapes: OrderedDict, clients: int) -> float:
     from .replies import fake_train_replies
 
     reference = OrderedDict((n, np.zeros(shape, dtype)) for n, (shape, dtype) in shapes.items())
-    strategy = ValidatedFedProx(min_train_nodes=clients, min_available_nodes=clients, max_update_norm=1e12)
+    strategy = ValidatedFedProx(min_train_nodes=clients, min_available_nodes=clients, max_update_norm=1e12,
+                                max_train_examples=32, max_eval_examples=32)  # what fake_train_replies sends
     gc.collect()
     tracemalloc.start()
     baseline = tracemalloc.get_traced_memory()[0]

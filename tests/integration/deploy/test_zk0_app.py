@@ -92,7 +92,9 @@ def test_two_rounds_with_checkpoints_and_a_poisoned_node_dropped(
         train = _metrics(run_dir, r)["train"]
         assert len(train["clients"]) == 2, train  # the two honest nodes were aggregated ...
         assert len(train["rejected"]) == 1, train  # ... the NaN update was dropped
-        assert all(label.startswith("ds-") for label in [*train["clients"], *train["rejected"]])
+        # Keyed by the node id the SuperLink gives each node; the anonymous label travels as data.
+        entries = [*train["clients"].values(), *train["rejected"].values()]
+        assert all(e["dataset-label"].startswith("ds-") for e in entries), entries
         assert "server-eval" in _metrics(run_dir, r)
         # Each honest train reply scored the weights it received; the poisoned one was dropped whole.
         assert set(_metrics(run_dir, r)["client-eval-start"]["clients"]) == set(train["clients"])
