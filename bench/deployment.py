@@ -167,13 +167,16 @@ def _measure(warm: bool) -> dict | None:
             # numpy before and after zk0: on a shared machine the load drifts, and the floor
             # should be measured under the same conditions as the run it is compared with.
             infos = {}
+            access_log = fed.logs / "proxy-access.log"
             for name, app, config in (
                 ("numpy-before", NUMPY_APP, {"output-dir": str(base / "np-before")}),
                 ("zk0", REPO, {**TINY_RUN, "output-dir": str(base / "zk0-out"), "run-name": "b"}),
                 ("numpy-after", NUMPY_APP, {"output-dir": str(base / "np-after")}),
             ):
+                seen = access_log.stat().st_size if access_log.exists() else 0
                 run_id = fed.submit(app, {**config, "num-server-rounds": ROUNDS})
                 infos[name] = fed.wait_finished(run_id, timeout=900)
+                infos[name]["proxy"] = _proxy_share(access_log, seen)
                 load.append(os.getloadavg()[0])
         finally:
             fed.close()
@@ -183,6 +186,24 @@ def _measure(warm: bool) -> dict | None:
         np_rounds = _numpy_rounds(base / "np-before" / "rounds.json") + _numpy_rounds(base / "np-after" / "rounds.json")
         zk_records, weight_bytes = _zk0_rounds(base / "zk0-out" / "b")
         return {"np": np_rounds, "zk": zk_records, "weights": weight_bytes, "infos": infos, "load": load}
+
+
+def _proxy_share(access_log: Path, offset: int) -> dict[str, float]:
+    """Requests through the proxy since ``offset`` and the proxy's own seconds (request time
+    minus the SuperLink's), from nginx's access log (zk0/deploy/proxy/nginx.conf.template)."""
+    requests, own = 0, 0.0
+    if access_log.exists():
+        with access_log.open("rb") as fh:
+            fh.seek(offset)
+            for line in fh.read().decode(errors="replace").splitlines():
+                fields = line.rsplit(" ", 2)
+                try:
+                    total, upstream = float(fields[1]), sum(float(x) for x in fields[2].split(","))
+                except (IndexError, ValueError):
+                    continue  # answered by the proxy itself ("-" upstream)
+                requests += 1
+                own += max(total - upstream, 0.0)
+    return {"requests": requests, "seconds": own}
 
 
 def run() -> None:
@@ -237,6 +258,9 @@ def _report(np_rounds: list[dict], zk_records: list[dict], weight_bytes: int, in
         print(f"flwr ls {name}: elapsed {info['elapsed'] / ROUNDS:.1f} s/round, "
               f"{info['network-traffic']['total-bytes'] / ROUNDS:,.0f} B/round on the wire, "
               f"ClientApp compute {info['compute-time']['clientapp-seconds'] / ROUNDS:.1f} s/round")  # fmt: skip
+        proxy = info.get("proxy", {})
+        print(f"  proxy (nginx, public + admin listener): {proxy.get('requests', 0) / ROUNDS:.0f} requests/round, "
+              f"its own time {proxy.get('seconds', 0.0) / ROUNDS * 1000:.0f} ms/round (request time minus the SuperLink's)")
     if weight_bytes:
         wire = infos["zk0"]["network-traffic"]["total-bytes"] / ROUNDS
         print(f"zk0 trainable weights {weight_bytes:,} B; wire/round {wire:,.0f} B = {wire / weight_bytes:.2f} x weights "
