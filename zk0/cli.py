@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -9,11 +10,19 @@ import typer
 
 from zk0.deploy.cli import admin_app, node_app, pki_app
 
-app = typer.Typer(help="zk0: federated SmolVLA training tools.", no_args_is_help=True)
-dataset_app = typer.Typer(help="Datasets for nodes and the server.", no_args_is_help=True)
-model_app = typer.Typer(help="Model backbones built locally (no Hub access).", no_args_is_help=True)
-sim_app = typer.Typer(help="The local simulation SuperLink behind `flwr run . local-sim`.", no_args_is_help=True)
-app_app = typer.Typer(help="The app bundle (FAB) that `flwr run` sends to the nodes.", no_args_is_help=True)
+# An unexpected error prints a short traceback without local variables: those held HF_TOKEN
+# (in request headers), and the client container runs `zk0 dataset check` at every start.
+QUIET_ERRORS = {"pretty_exceptions_show_locals": False, "pretty_exceptions_short": True}
+
+app = typer.Typer(help="zk0: federated SmolVLA training tools.", no_args_is_help=True, **QUIET_ERRORS)
+dataset_app = typer.Typer(help="Datasets for nodes and the server.", no_args_is_help=True, **QUIET_ERRORS)
+model_app = typer.Typer(help="Model backbones built locally (no Hub access).", no_args_is_help=True, **QUIET_ERRORS)
+sim_app = typer.Typer(
+    help="The local simulation SuperLink behind `flwr run . local-sim`.", no_args_is_help=True, **QUIET_ERRORS
+)
+app_app = typer.Typer(
+    help="The app bundle (FAB) that `flwr run` sends to the nodes.", no_args_is_help=True, **QUIET_ERRORS
+)
 
 app.add_typer(dataset_app, name="dataset")
 app.add_typer(model_app, name="model")
@@ -22,6 +31,24 @@ app.add_typer(app_app, name="app")
 app.add_typer(pki_app, name="pki")
 app.add_typer(node_app, name="node")
 app.add_typer(admin_app, name="admin")
+
+
+SECRET_ENV = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "WANDB_API_KEY")
+
+
+def redact(text: str) -> str:
+    """`text` with the value of every secret in the environment replaced by its name."""
+    for name, value in os.environ.items():
+        secret = name in SECRET_ENV or name.endswith(("_TOKEN", "_API_KEY", "_SECRET", "_PASSWORD"))
+        if secret and len(value) >= 8:
+            text = text.replace(value, f"<{name}>")
+    return text
+
+
+def _error(message: str, code: int = 1) -> typer.Exit:
+    """Print one `error: ...` line (secrets redacted); raise the Exit it returns."""
+    typer.secho(f"error: {redact(message)}", fg="red", err=True)
+    return typer.Exit(code)
 
 
 def _print_version(value: bool) -> None:
@@ -56,8 +83,12 @@ def dataset_synth(
     try:
         root = write_synthetic_dataset(out.absolute(), cfg, overwrite=overwrite)
     except FileExistsError as err:
-        typer.secho(f"error: {err}", fg="red", err=True)
-        raise typer.Exit(1) from None
+        raise _error(str(err).replace("overwrite=True (--overwrite)", "--overwrite")) from None
+    except OSError as err:
+        where = out.absolute()
+        raise _error(
+            f"cannot write the dataset to {where} ({err.strerror or err}): choose a directory you can write"
+        ) from None
     typer.echo(f"wrote {episodes} episodes to {root}; use it as dataset-uri=local:{root}")
 
 
@@ -68,9 +99,13 @@ def dataset_check(uri: Annotated[str, typer.Argument(help="local:/abs/path or hf
 
     try:
         meta = open_metadata(uri)
-    except ValueError as err:
-        typer.secho(f"error: {err}", fg="red", err=True)
-        raise typer.Exit(1) from None
+    except ValueError as err:  # the dataset's own problems, each named with its fix
+        raise _error(str(err)) from None
+    except Exception as err:  # never a traceback: its local variables can hold HF_TOKEN
+        first = str(err).splitlines()[0] if str(err) else "no detail"
+        raise _error(
+            f"could not check dataset {uri} ({type(err).__name__}: {first}); fix what it names, retry"
+        ) from err
     typer.echo(f"ok: {meta.total_episodes} episodes, {meta.total_frames} frames at {meta.fps} fps")
 
 
@@ -102,8 +137,8 @@ def sim_start(
     pid = start_sim_superlink()
     configure_simulation(connection, num_supernodes, cpus_per_node, gpus_per_node)
     state = f"started (pid {pid})" if pid else "already running"
-    typer.echo(f"simulation SuperLink {state}; connection '{connection}' in {path}; "
-               f"{num_supernodes} virtual nodes x {cpus_per_node} CPU, {gpus_per_node} GPU")  # fmt: skip
+    nodes = f"{num_supernodes} virtual nodes x {cpus_per_node} CPU, {gpus_per_node} GPU"
+    typer.echo(f"simulation SuperLink {state}; connection '{connection}' in {path}; {nodes}")
     typer.echo(f"now: flwr run . {connection} --stream")
 
 

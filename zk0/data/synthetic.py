@@ -9,6 +9,7 @@ training loss falls measurably within a few steps.
 from __future__ import annotations
 
 import shutil
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,16 +64,46 @@ def _episode(rng: np.random.Generator, cfg: SyntheticDatasetConfig, task_index: 
         state = next_state.astype(np.float32)
 
 
-def write_synthetic_dataset(root: Path, cfg: SyntheticDatasetConfig | None = None, overwrite: bool = False) -> Path:
-    """Write a synthetic SO-100 dataset at `root` and return it; refuse to clobber unless asked."""
-    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+MARKER = ".zk0-synthetic"  # in the root of every dataset written here: what --overwrite may delete
 
+
+def is_synthetic_dataset(root: Path) -> bool:
+    """Whether `root` is a dataset this module wrote (its marker is a regular file, not a link)."""
+    try:
+        return stat.S_ISREG((Path(root) / MARKER).lstat().st_mode)
+    except OSError:
+        return False
+
+
+def _clear_for_overwrite(root: Path, overwrite: bool) -> None:
+    """Make way for a new dataset at `root`; only a dataset zk0 made (or an empty folder) goes."""
+    if root.is_symlink():
+        raise FileExistsError(
+            f"{root} is a symbolic link; zk0 will not write or delete through it: give the real directory"
+        )
+    if not root.exists():
+        return
+    if root.is_dir() and not any(root.iterdir()):
+        root.rmdir()
+        return
+    if not overwrite:
+        raise FileExistsError(f"{root} already exists; pass overwrite=True (--overwrite) to replace it")
+    if not root.is_dir() or not is_synthetic_dataset(root):
+        raise FileExistsError(
+            f"{root} is not a synthetic dataset zk0 made (no {MARKER} file in it), so --overwrite will not "
+            "delete it: choose another directory, or remove this one yourself if you mean to"
+        )
+    shutil.rmtree(root)  # removes links inside, never what they point to
+
+
+def write_synthetic_dataset(root: Path, cfg: SyntheticDatasetConfig | None = None, overwrite: bool = False) -> Path:
+    """Write a synthetic SO-100 dataset at `root` and return it; refuse to clobber unless asked,
+    and even then replace only a dataset written here (marked by `MARKER`)."""
     cfg = cfg or SyntheticDatasetConfig()
     root = Path(root)
-    if root.exists():
-        if not overwrite:
-            raise FileExistsError(f"{root} already exists; pass overwrite=True (--overwrite) to replace it")
-        shutil.rmtree(root)
+    _clear_for_overwrite(root, overwrite)  # before lerobot loads: a refusal takes milliseconds
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
     rng = np.random.default_rng(cfg.seed)
     dataset = LeRobotDataset.create(
         repo_id=cfg.repo_id,
@@ -81,6 +112,9 @@ def write_synthetic_dataset(root: Path, cfg: SyntheticDatasetConfig | None = Non
         root=root,
         robot_type=cfg.robot_type,
         use_videos=False,
+    )
+    (root / MARKER).write_text(
+        f"written by zk0 (zk0.data.synthetic), seed {cfg.seed}; zk0 dataset synth --overwrite may replace it\n"
     )
     camera_key = f"{CAMERA_PREFIX}{cfg.camera}"
     for episode in range(cfg.episodes):

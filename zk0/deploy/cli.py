@@ -10,7 +10,11 @@ import typer
 
 from zk0.deploy import admin_auth, enrollment, pki
 
-pki_app = typer.Typer(help="Federation PKI: CA, SuperLink TLS certificate, node auth keys.", no_args_is_help=True)
+pki_app = typer.Typer(
+    help="Federation PKI: CA, SuperLink TLS certificate, node auth keys.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
 node_app = typer.Typer(help="Enroll SuperNodes: register, list, unregister public keys.", no_args_is_help=True)
 
 DirOpt = Annotated[Path, typer.Option("--dir", help="Directory for the files (created).")]
@@ -22,6 +26,14 @@ def _fail(err: Exception) -> None:
     raise typer.Exit(1)
 
 
+def _report(report: pki.Report) -> None:
+    """Kept keys on stdout; keys others could read (now tightened) as warnings on stderr."""
+    for note in report.notes:
+        typer.echo(note)
+    for warning in report.warnings:
+        typer.echo(f"warning: {warning}", err=True)
+
+
 @pki_app.command("ca")
 def ca(directory: DirOpt, common_name: str = "zk0 federation CA") -> None:
     """Create the federation CA (ca.pem, ca.key 0600); an existing one is kept."""
@@ -29,6 +41,7 @@ def ca(directory: DirOpt, common_name: str = "zk0 federation CA") -> None:
         files = pki.create_ca(directory, common_name)
     except pki.PKIError as err:
         _fail(err)
+    _report(files.report)
     typer.echo(f"CA certificate: {files.cert}\nCA key (keep offline, 0600): {files.key}")
 
 
@@ -48,6 +61,7 @@ def superlink_cert(
     except pki.PKIError as err:
         _fail(err)
     sans = sorted(pki.cert_sans(pki.load_cert(files.cert)))
+    _report(files.report)
     typer.echo(f"SuperLink certificate: {files.cert} (SANs: {', '.join(sans)})\nkey: {files.key}")
 
 
@@ -58,6 +72,7 @@ def node_key(directory: DirOpt, comment: str = "zk0-supernode") -> None:
         files = pki.create_node_key(directory, comment)
     except pki.PKIError as err:
         _fail(err)
+    _report(files.report)
     typer.echo(
         f"private key (stays on this node): {files.private_key}\npublic key (send to the admin): {files.public_key}"
     )

@@ -17,19 +17,25 @@ Files written here are the contract for Flower 1.42:
 
 Private keys are created with mode 0600 from the first byte (never world-readable), written
 to a temporary file in the target directory and renamed into place. An existing valid key is
-kept (idempotent); an existing unreadable or wrong-type key is an error, never overwritten.
+kept (idempotent, and said in ``notes``); one that others could read is tightened to 0600 and
+reported in ``warnings`` (it may have leaked). An existing unreadable or wrong-type key is an
+error, never overwritten; so is a target that is not a writable directory.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import ipaddress
 import os
+import stat
 import tempfile
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -52,9 +58,18 @@ class PKIError(RuntimeError):
 
 
 @dataclass(frozen=True)
+class Report:
+    """What a command did besides writing files: kept keys (notes) and exposed ones (warnings)."""
+
+    notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class CAFiles:
     cert: Path
     key: Path
+    report: Report = field(default_factory=Report, compare=False)
 
 
 @dataclass(frozen=True)
@@ -62,12 +77,50 @@ class ServerCertFiles:
     cert: Path
     key: Path
     ca_cert: Path
+    report: Report = field(default_factory=Report, compare=False)
 
 
 @dataclass(frozen=True)
 class NodeKeyFiles:
     private_key: Path
     public_key: Path
+    report: Report = field(default_factory=Report, compare=False)
+
+
+def _prepare_dir(directory: Path) -> None:
+    """`directory` exists (created if missing) and this user can write files into it."""
+    if directory.exists() and not directory.is_dir():
+        raise PKIError(f"{directory} is a file, not a directory: give a directory for the PKI files (it is created)")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except NotADirectoryError as err:
+        raise PKIError(
+            f"cannot create directory {directory}: a part of its path is a file: give a directory for the PKI files"
+        ) from err
+    except OSError as err:
+        raise PKIError(
+            f"cannot create directory {directory} ({err.strerror}): give a directory you can write to"
+        ) from err
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise PKIError(
+            f"directory {directory} is not writable by this user: give one you can write to, or fix its permissions"
+        )
+
+
+def _os_errors[F: Callable](fn: F) -> F:
+    """An OSError while reading or writing PKI files becomes a PKIError naming the file."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: object, **kwargs: object) -> object:
+        try:
+            return fn(*args, **kwargs)
+        except OSError as err:
+            raise PKIError(
+                f"cannot use {err.filename or 'a PKI file'} ({err.strerror or err}): check that it is a file "
+                "this user can read and that its directory is writable"
+            ) from err
+
+    return wrapper  # type: ignore[return-value]
 
 
 # ---------------------------------------------------------------- atomic file writing
@@ -105,16 +158,19 @@ def _write_private_key(path: Path, key: ec.EllipticCurvePrivateKey, fmt: str) ->
     _write_atomic(path, data, 0o600)
 
 
-def _load_ec_private_key(path: Path, fmt: str) -> ec.EllipticCurvePrivateKey:
+def _load_ec_private_key(path: Path, fmt: str, report: Report | None = None) -> ec.EllipticCurvePrivateKey:
+    if not path.is_file():
+        raise PKIError(f"{path} exists but is not a file: move it away and run the command again")
     raw = path.read_bytes()
     try:
         if fmt == "openssh":
             key = serialization.load_ssh_private_key(raw, password=None)
         else:
             key = serialization.load_pem_private_key(raw, password=None)
-    except (ValueError, TypeError) as err:
+    except (ValueError, TypeError, UnsupportedAlgorithm) as err:
+        kind = "an OpenSSH private key (ssh-keygen -t ecdsa -b 384)" if fmt == "openssh" else "a PEM private key"
         raise PKIError(
-            f"{path} exists but is not a readable unencrypted private key ({err}). "
+            f"{path} exists but is not {kind} without a passphrase ({err}). "
             "It was not overwritten: move it away and run the command again to make a new one."
         ) from err
     if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp384r1":
@@ -122,20 +178,27 @@ def _load_ec_private_key(path: Path, fmt: str) -> ec.EllipticCurvePrivateKey:
             f"{path} exists but is not an ECDSA P-384 key. It was not overwritten: "
             "move it away and run the command again to make a new one."
         )
-    _tighten_mode(path)
+    _tighten_mode(path, report if report is not None else Report())
     return key
 
 
-def _tighten_mode(path: Path) -> None:
-    """Existing private keys must not be readable by others: fix loose modes in place."""
-    if path.stat().st_mode & 0o077:
+def _tighten_mode(path: Path, report: Report) -> None:
+    """Existing private keys must not be readable by others: fix loose modes in place, and say so."""
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
         path.chmod(0o600)
+        report.warnings.append(
+            f"{path} was readable by others (mode {mode:04o}): tightened to 0600; consider it exposed and make a "
+            "new one (move it away and run this command again)"
+        )
 
 
-def _load_or_create_key(path: Path, fmt: str) -> tuple[ec.EllipticCurvePrivateKey, bool]:
+def _load_or_create_key(path: Path, fmt: str, report: Report) -> tuple[ec.EllipticCurvePrivateKey, bool]:
     """Return (key, created)."""
-    if path.exists():
-        return _load_ec_private_key(path, fmt), False
+    if path.exists() or path.is_symlink():
+        key = _load_ec_private_key(path, fmt, report)
+        report.notes.append(f"kept the existing key {path}")
+        return key, False
     key = ec.generate_private_key(ec.SECP384R1())
     _write_private_key(path, key, fmt)
     return key, True
@@ -144,16 +207,18 @@ def _load_or_create_key(path: Path, fmt: str) -> tuple[ec.EllipticCurvePrivateKe
 # ---------------------------------------------------------------- CA
 
 
+@_os_errors
 def create_ca(directory: Path, common_name: str = "zk0 federation CA") -> CAFiles:
     """Create (or keep) the federation CA in ``directory``."""
     directory = Path(directory)
+    _prepare_dir(directory)
     files = CAFiles(cert=directory / CA_CERT, key=directory / CA_KEY)
     if files.cert.exists() and not files.key.exists():
         raise PKIError(
             f"{files.cert} exists without its key {files.key}. Restore the key, or move the "
             "certificate away to make a new CA (every node then needs the new ca.pem)."
         )
-    key, created = _load_or_create_key(files.key, "pem")
+    key, created = _load_or_create_key(files.key, "pem", files.report)
     if files.cert.exists() and not created:
         cert = load_cert(files.cert)
         if cert.public_key().public_numbers() != key.public_key().public_numbers():
@@ -194,8 +259,10 @@ def create_ca(directory: Path, common_name: str = "zk0 federation CA") -> CAFile
 def load_cert(path: Path) -> x509.Certificate:
     try:
         return x509.load_pem_x509_certificate(Path(path).read_bytes())
-    except (ValueError, FileNotFoundError) as err:
-        raise PKIError(f"{path} is not a readable PEM certificate ({err}).") from err
+    except (ValueError, OSError) as err:
+        raise PKIError(
+            f"{path} is not a readable PEM certificate ({err}): restore the right file, or move it away to make a new one."
+        ) from err
 
 
 # ---------------------------------------------------------------- SuperLink certificate
@@ -221,6 +288,7 @@ def cert_sans(cert: x509.Certificate) -> set[str]:
     return {str(v) for v in ext.get_values_for_type(x509.IPAddress)} | set(ext.get_values_for_type(x509.DNSName))
 
 
+@_os_errors
 def create_superlink_cert(
     directory: Path, sans: list[str], ca_dir: Path | None = None, days: int = LEAF_DAYS, renew_days: int = RENEW_DAYS
 ) -> ServerCertFiles:
@@ -237,10 +305,11 @@ def create_superlink_cert(
     ca_cert_path, ca_key_path = ca_dir / CA_CERT, ca_dir / CA_KEY
     if not ca_cert_path.exists() or not ca_key_path.exists():
         raise PKIError(f"No CA in {ca_dir}: run `zk0 pki ca --dir {ca_dir}` first.")
-    ca_cert = load_cert(ca_cert_path)
-    ca_key = _load_ec_private_key(ca_key_path, "pem")
+    _prepare_dir(directory)
     files = ServerCertFiles(cert=directory / SUPERLINK_CERT, key=directory / SUPERLINK_KEY, ca_cert=ca_cert_path)
-    key, created = _load_or_create_key(files.key, "pem")
+    ca_cert = load_cert(ca_cert_path)
+    ca_key = _load_ec_private_key(ca_key_path, "pem", files.report)
+    key, created = _load_or_create_key(files.key, "pem", files.report)
     wanted = _san_entries(sans)
     now = dt.datetime.now(dt.UTC)
     if files.cert.exists() and not created:
@@ -280,11 +349,13 @@ def public_key_openssh(key: ec.EllipticCurvePrivateKey, comment: str = "") -> by
     return line + (b" " + comment.encode() if comment else b"") + b"\n"
 
 
+@_os_errors
 def create_node_key(directory: Path, comment: str = "zk0-supernode") -> NodeKeyFiles:
     """Create (or keep) a SuperNode auth key pair; the public key is (re)derived from it."""
     directory = Path(directory)
+    _prepare_dir(directory)
     files = NodeKeyFiles(private_key=directory / NODE_KEY, public_key=directory / NODE_PUB)
-    key, _ = _load_or_create_key(files.private_key, "openssh")
+    key, _ = _load_or_create_key(files.private_key, "openssh", files.report)
     pub = public_key_openssh(key, comment)
     if not files.public_key.exists() or files.public_key.read_bytes().split()[:2] != pub.split()[:2]:
         _write_atomic(files.public_key, pub, 0o644)
