@@ -86,6 +86,17 @@ def _secrets(secrets_file: str, used: tuple[str, ...]) -> dict[str, str]:
     return found
 
 
+def _extra_vars(saved: dict[str, object] | None, given: list[str], book: str) -> dict[str, object]:
+    """Saved ``--var`` values plus the new ones; names the playbook's roles do not know, and names
+    of secrets, are refused (new) or dropped with a note (saved by an older zk0bot)."""
+    new = playbook.parse_vars(given, book)
+    kept, dropped = playbook.known_saved_vars(saved or {}, book) if saved else ({}, [])
+    if dropped:
+        err.print(f"note: dropped the saved --var {', '.join(dropped)}: not a variable of {Path(book).name}'s roles, "
+                  "or a secret")  # fmt: skip
+    return {**kept, **new}
+
+
 def _spinner(text: str, quiet: bool = False):
     """A spinner on stderr; none when output is streamed or a password prompt must stay readable."""
     return contextlib.nullcontext() if quiet else err.status(text, spinner="dots")
@@ -115,7 +126,7 @@ def client_start(
 ) -> None:
     """Set up this machine (or --host) as a zk0 node with the client playbook and start its SuperNode."""
     saved = client.load_settings()
-    extra = {**(saved.extra_vars if saved else {}), **playbook.parse_vars(var)}
+    extra = _extra_vars(saved.extra_vars if saved else None, var, "client.yml")
     s = client.merge(saved, dataset=dataset, superlink=superlink, ca=str(ca.resolve()) if ca else "", host=host,
                      ssh_port=ssh_port, ssh_key=str(ssh_key) if ssh_key else "", image=image,
                      image_source=image_source, gpu=gpu, extra_vars=extra,
@@ -210,11 +221,14 @@ def server_start(
 ) -> None:
     """Provision the SuperLink with the server playbook (CA, TLS, enrolled nodes) and write the admin connection."""
     saved = server.load_settings()
-    extra = {**(saved.extra_vars if saved else {}), **playbook.parse_vars(var)}
+    extra = _extra_vars(saved.extra_vars if saved else None, var, "server.yml")
     s = server.merge(saved, sans=list(san), port=port, address=address, connection=connection, host=host,
                      ssh_port=ssh_port, ssh_key=str(ssh_key) if ssh_key else "", image=image,
                      image_source=image_source, extra_vars=extra,
                      secrets_file=str(secrets_file.resolve()) if secrets_file else "")  # fmt: skip
+    if server.loopback_only(s.sans or ([s.target.name] if not s.target.local else ["localhost"])):
+        err.print("note: the SuperLink certificate will name only loopback names: nodes on other machines cannot "
+                  "verify it; add the name or IP they use, e.g. --san link.example.org")  # fmt: skip
     secrets = _secrets(s.secrets_file, ("WANDB_API_KEY",))
     with _spinner(f"server playbook on {s.target.name}", verbose or ask_become_pass) as status:
         result, conn_file = server.start(s, secrets, check=check,
@@ -383,7 +397,8 @@ def keys_create(
     """Make this node's key pair on the node (before applying) and print the public key; an existing key is kept."""
     saved = client.load_settings()
     s = client.merge(saved, host=host, ssh_port=ssh_port, ssh_key=str(ssh_key) if ssh_key else "",
-                     pki_dir=str(pki_dir), extra_vars={**(saved.extra_vars if saved else {}), **playbook.parse_vars(var)})  # fmt: skip
+                     pki_dir=str(pki_dir),
+                     extra_vars=_extra_vars(saved.extra_vars if saved else None, var, str(client.NODE_KEY_PLAYBOOK)))  # fmt: skip
     with _spinner(f"node key on {s.target.name}", verbose or ask_become_pass) as status:
         result, pub = client.create_key(s, check=check, ask_become_pass=ask_become_pass, verbose=verbose,
                                         status=status)  # fmt: skip

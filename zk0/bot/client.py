@@ -15,11 +15,10 @@ to the role as PEM text (``supernode_ca_cert``), so it works the same for a remo
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from zk0 import __version__
+from zk0 import __version__, validate
 from zk0.bot import playbook, state
 from zk0.bot.errors import BotError, ExitCode
 from zk0.bot.state import save_json, side_dir
@@ -67,21 +66,22 @@ def merge(saved: ClientSettings | None, **given: object) -> ClientSettings:
 
 
 def dataset_vars(dataset: str, local_target: bool) -> dict[str, str]:
-    """``local:/abs/dir`` → host dir mounted at /data/dataset; ``hf:owner/name[@rev]`` as is."""
-    if dataset.startswith("local:"):
-        path = dataset.removeprefix("local:")
-        if not path.startswith("/"):
-            raise BotError(f"--dataset {dataset!r} is not an absolute path", "write it as local:/abs/path/to/dataset",
-                           ExitCode.USAGE)  # fmt: skip
+    """``local:/abs/dir`` → host dir mounted at /data/dataset; ``hf:owner/name[@rev]`` as is.
+
+    The URI is parsed by zk0's own parser (zk0.data.uri, through zk0.validate)."""
+    try:
+        uri = validate.parse_dataset_uri(dataset)
+    except validate.DatasetURIError as err:
+        raise BotError(f"--dataset: {err}", "pass e.g. --dataset local:/srv/so100 or --dataset hf:owner/name@main",
+                       ExitCode.USAGE) from None  # fmt: skip
+    if uri.is_local:
+        path = str(uri.path)
         if local_target and not Path(path).is_dir():
             raise BotError(f"Dataset directory {path} does not exist on this machine",
                            "point --dataset at a LeRobot dataset (check it with `zk0 dataset check`)",
                            ExitCode.NOT_FOUND)  # fmt: skip
         return {"supernode_dataset_uri": "local:/data/dataset", "supernode_dataset_dir": path}
-    if dataset.startswith("hf:") and "/" in dataset:
-        return {"supernode_dataset_uri": dataset, "supernode_dataset_dir": ""}
-    raise BotError(f"--dataset {dataset!r} is neither local:/path nor hf:owner/name",
-                   "pass --dataset local:/abs/path or --dataset hf:owner/name", ExitCode.USAGE)  # fmt: skip
+    return {"supernode_dataset_uri": dataset.strip(), "supernode_dataset_dir": ""}
 
 
 def group_vars(s: ClientSettings, fetch_dir: Path, start: bool) -> dict[str, object]:
@@ -92,9 +92,11 @@ def group_vars(s: ClientSettings, fetch_dir: Path, start: bool) -> dict[str, obj
         raise BotError(f"client start needs {', '.join(missing)} (nothing saved from an earlier start)",
                        "pass them once, e.g. --dataset local:/data/so100 --superlink link.example.org:8000 --ca ca.pem",
                        ExitCode.USAGE)  # fmt: skip
-    if not re.fullmatch(r"\S+:[0-9]+", s.superlink):
-        raise BotError(f"--superlink {s.superlink!r} is not HOST:PORT", "pass e.g. --superlink link.example.org:8000",
-                       ExitCode.USAGE)  # fmt: skip
+    try:
+        validate.parse_hostport(s.superlink, "--superlink")
+    except ValueError as err:
+        raise BotError(str(err), "pass the address the admin gave you, e.g. --superlink link.example.org:8000",
+                       ExitCode.USAGE) from None  # fmt: skip
     ca = Path(s.ca).expanduser()
     if not ca.is_file():
         raise BotError(f"CA certificate {ca} does not exist", "save the ca.pem the admin sent you and pass its path",
@@ -146,7 +148,8 @@ def start(
     inventory = playbook.write_inventory(
         side / "inventory.json", GROUP, s.target, group_vars(s, fetch_dir, start_stack)
     )
-    save_json(settings_path(base), asdict(s))
+    if not check:  # a dry run must not become the next real start's settings
+        save_json(settings_path(base), asdict(s))
     result = playbook.run_playbook(
         "client.yml", inventory, side / "logs", secret_vars(secrets), check, ask_become_pass, verbose, status
     )

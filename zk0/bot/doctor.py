@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from zk0 import validate
 from zk0.bot import keys, playbook
 from zk0.bot.errors import BotError, ExitCode
 
@@ -116,11 +117,10 @@ def check_key(pki_dir: Path) -> Check:
 
 
 def _split_address(address: str) -> tuple[str, int]:
-    host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit() or not host:
-        raise BotError(f"--superlink {address!r} is not HOST:PORT", "pass e.g. --superlink link.example.org:8000",
-                       ExitCode.USAGE)  # fmt: skip
-    return host.strip("[]"), int(port)
+    try:
+        return validate.parse_hostport(address, "--superlink")
+    except ValueError as err:
+        raise BotError(str(err), "pass e.g. --superlink link.example.org:8000", ExitCode.USAGE) from None
 
 
 def check_superlink(address: str, ca: Path, timeout: float = 5.0) -> Check:
@@ -177,6 +177,8 @@ def run_checks(names: list[str], superlink: str | None, ca: Path | None, pki_dir
     selected = list(names) or [c for c in CHECKS if c != "superlink" or superlink]
     if "superlink" in selected and not (superlink and ca):
         raise BotError("The superlink check needs --superlink HOST:PORT and --ca FILE", "pass both", ExitCode.USAGE)
+    if "superlink" in selected:
+        _split_address(superlink or "")  # a bad address is a usage error before any check runs
     table: dict[str, Callable[[], Check]] = {
         "docker": check_docker,
         "compose": check_compose,

@@ -21,6 +21,7 @@ Decisions:
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import re
@@ -129,13 +130,106 @@ class Target:
         return hv
 
 
-def parse_vars(pairs: list[str]) -> dict[str, object]:
-    """``--var KEY=VALUE`` (VALUE parsed as JSON when it is JSON: numbers, booleans, lists)."""
+# Names that hold secrets: never on a command line nor in settings.json (plus every option the
+# roles' argument specs mark no_log).
+SECRET_NAME_PATTERNS = ("*_api_key", "*_token", "*auth_key*", "*password*", "*_secret*", "*_passphrase*")
+
+
+def _playbook_path(playbook: str) -> Path:
+    return Path(playbook) if Path(playbook).is_absolute() else assets_dir() / "playbooks" / playbook
+
+
+def _roles_and_switches(book: Path, seen: set[Path] | None = None) -> tuple[set[str], set[str]]:
+    """The roles a playbook uses (``roles:``, include_role/import_role, imported playbooks) and
+    the play-level switches its role entries test (``when: zk0_server_nvidia | default(false)``)."""
+    import yaml
+
+    seen = seen if seen is not None else set()
+    if book in seen or not book.is_file():
+        return set(), set()
+    seen.add(book)
+    roles: set[str] = set()
+    switches: set[str] = set()
+    for play in yaml.safe_load(book.read_text(encoding="utf-8")) or []:
+        imported = play.get("ansible.builtin.import_playbook") or play.get("import_playbook")
+        if imported:
+            more = _roles_and_switches(book.parent / imported, seen)
+            roles |= more[0]
+            switches |= more[1]
+            continue
+        for entry in play.get("roles") or []:
+            roles.add(entry if isinstance(entry, str) else entry.get("role") or entry.get("name"))
+            when = entry.get("when", "") if isinstance(entry, dict) else ""
+            for cond in [when] if isinstance(when, str) else when:
+                switches |= set(re.findall(r"\b([a-z][a-z0-9_]*)\s*\|\s*default\(", str(cond)))
+        for task in (play.get("pre_tasks") or []) + (play.get("tasks") or []) + (play.get("post_tasks") or []):
+            for key in ("ansible.builtin.include_role", "ansible.builtin.import_role", "include_role", "import_role"):
+                if isinstance(task.get(key), dict) and task[key].get("name"):
+                    roles.add(task[key]["name"])
+    return roles, switches
+
+
+def role_variables(playbook: str) -> tuple[dict[str, bool], list[str]]:
+    """The variables ``--var`` may set for ``playbook``: every option in the meta/argument_specs.yml
+    of the roles it uses (name -> no_log), plus its play-level switches; and those roles."""
+    import yaml
+
+    roles, switches = _roles_and_switches(_playbook_path(playbook))
+    known: dict[str, bool] = dict.fromkeys(switches, False)
+    for role in sorted(roles):
+        spec = assets_dir() / "roles" / role / "meta" / "argument_specs.yml"
+        if not spec.is_file():
+            continue
+        for entry in (yaml.safe_load(spec.read_text(encoding="utf-8")) or {}).get("argument_specs", {}).values():
+            for name, option in (entry.get("options") or {}).items():
+                known[name] = known.get(name, False) or bool((option or {}).get("no_log"))
+    return known, sorted(roles)
+
+
+def _secret_name(name: str, known: dict[str, bool]) -> bool:
+    return known.get(name, False) or any(fnmatch.fnmatch(name.lower(), p) for p in SECRET_NAME_PATTERNS)
+
+
+def check_var_name(name: str, playbook: str, known: dict[str, bool] | None = None, roles: list[str] | None = None) -> None:
+    """Refuse a ``--var`` name that holds a secret or that no role of ``playbook`` knows."""
+    if known is None or roles is None:
+        known, roles = role_variables(playbook)
+    if _secret_name(name, known):
+        raise BotError(f"--var {name} holds a secret, and --var values are saved in settings.json and shown in "
+                       "process lists",
+                       "put it in a 0600 file given with --secrets-file (HF_TOKEN=..., WANDB_API_KEY=...), "
+                       "or in an ansible-vault file when you run the playbooks yourself", ExitCode.USAGE)  # fmt: skip
+    if name not in known and not name.startswith("ansible_"):
+        names = ", ".join(sorted(n for n in known if not _secret_name(n, known)))
+        raise BotError(f"--var {name} is not a variable of {Path(playbook).name} (roles {', '.join(roles)})",
+                       f"use one of: {names}; or an ansible_* connection variable", ExitCode.USAGE)  # fmt: skip
+
+
+def known_saved_vars(saved: dict[str, object], playbook: str) -> tuple[dict[str, object], list[str]]:
+    """Saved ``--var`` values that are still allowed, and the names dropped (unknown or secret)."""
+    known, roles = role_variables(playbook)
+    kept, dropped = {}, []
+    for name, value in saved.items():
+        try:
+            check_var_name(name, playbook, known, roles)
+            kept[name] = value
+        except BotError:
+            dropped.append(name)
+    return kept, dropped
+
+
+def parse_vars(pairs: list[str], playbook: str | None = None) -> dict[str, object]:
+    """``--var KEY=VALUE`` (VALUE parsed as JSON when it is JSON: numbers, booleans, lists).
+
+    With ``playbook``, KEY must be a variable of that playbook's roles and must not hold a secret."""
     out: dict[str, object] = {}
+    known, roles = role_variables(playbook) if playbook and pairs else ({}, [])
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
             raise BotError(f"--var {pair!r} is not KEY=VALUE", "write it as --var name=value", ExitCode.USAGE)
+        if playbook:
+            check_var_name(key, playbook, known, roles)
         try:
             out[key] = json.loads(value)
         except json.JSONDecodeError:
@@ -228,7 +322,7 @@ def run_playbook(
     """Run ``playbooks/<playbook>`` (or a playbook given by absolute path, such as zk0bot's own
     ``zk0/bot/playbooks/``) against ``inventory``; the whole output goes to a log file."""
     assets = assets_dir()
-    book = Path(playbook) if Path(playbook).is_absolute() else assets / "playbooks" / playbook
+    book = _playbook_path(playbook)
     argv = [str(ansible_playbook()), "-i", str(inventory), str(book)]
     if check:
         argv += ["--check", "--diff"]

@@ -22,6 +22,7 @@ import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from zk0 import validate
 from zk0.bot import playbook, state
 from zk0.bot.client import DEFAULT_IMAGE
 from zk0.bot.errors import BotError, ExitCode
@@ -91,6 +92,7 @@ def enrolled(base: Path | None = None) -> list[dict[str, str]]:
 def group_vars(s: ServerSettings, base: Path | None = None) -> dict[str, object]:
     side = side_dir("server", base)
     sans = s.sans or ([s.target.name] if not s.target.local else ["localhost"])
+    check_values(s, sans)
     gv: dict[str, object] = {
         "superlink_image": s.image,
         "superlink_image_source": s.image_source,
@@ -101,6 +103,9 @@ def group_vars(s: ServerSettings, base: Path | None = None) -> dict[str, object]
         "superlink_config_dir": s.config_dir,
         "superlink_pki_dir": f"{s.config_dir}/pki",
         "superlink_pki_local_dir": str(side / "pki"),
+        # zk0bot's own CA directory: a CA is made there on the first start from this machine only
+        # (the pre-flight play still refuses when the server already has another federation's CA).
+        "superlink_ca_create": not (side / "pki" / "ca.pem").exists(),
         "superlink_authorized_nodes": [{"name": n["name"], "public_key_file": n["key_file"]} for n in enrolled(base)],
         "superlink_unregister_unlisted": True,
         "superlink_wandb_mode": s.wandb_mode,
@@ -110,12 +115,34 @@ def group_vars(s: ServerSettings, base: Path | None = None) -> dict[str, object]
     return gv
 
 
+def check_values(s: ServerSettings, sans: list[str]) -> None:
+    """--san, --port, --address and the admin listener, by zk0.validate's rules (exit 2 when bad)."""
+    checks = [(validate.parse_san, san, "--san") for san in sans] + [
+        (validate.parse_port, s.port, "--port"),
+        (validate.parse_port, s.admin_port, "superlink_admin_port"),
+        (validate.parse_host, s.admin_bind, "superlink_admin_bind_address"),
+    ]
+    if s.address:
+        checks.append((validate.parse_hostport, s.address, "--address"))
+    for parse, value, name in checks:
+        try:
+            parse(value, name)
+        except ValueError as err:
+            raise BotError(str(err), "fix the value and run `zk0bot server start` again", ExitCode.USAGE) from None
+
+
+def loopback_only(sans: list[str]) -> bool:
+    """True when no SAN is one that nodes on other machines could dial."""
+    return all(validate.is_loopback(san) for san in sans)
+
+
 def start(s: ServerSettings, secrets: dict[str, str], base: Path | None = None, check: bool = False,
           ask_become_pass: bool = False, verbose: bool = False, status=None):  # fmt: skip
     """Run server.yml; on success write the admin connection. Returns (result, connection file or None)."""
     side = side_dir("server", base)
     inventory = playbook.write_inventory(side / "inventory.json", GROUP, s.target, group_vars(s, base))
-    save_json(settings_path(base), asdict(s))
+    if not check:  # a dry run must not become the next real start's settings
+        save_json(settings_path(base), asdict(s))
     secret = {"superlink_wandb_api_key": secrets.get("WANDB_API_KEY", "")}
     result = playbook.run_playbook("server.yml", inventory, side / "logs", secret, check, ask_become_pass, verbose,
                                    status)  # fmt: skip

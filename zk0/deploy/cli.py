@@ -56,6 +56,21 @@ def superlink_cert(
     ] = None,
 ) -> None:
     """Issue the SuperLink TLS certificate; 127.0.0.1, localhost and superlink are always included."""
+    from zk0 import validate
+
+    for value in san:
+        try:
+            validate.parse_san(value, "--san")
+        except ValueError as err:
+            typer.echo(f"error: {err}", err=True)
+            raise typer.Exit(2) from None
+    if all(validate.is_loopback(value.strip()) for value in san):
+        typer.echo(
+            "warning: no --san that nodes on other machines can use: the certificate names only 127.0.0.1, "
+            "localhost and superlink, so only this machine can verify it; add the DNS name or IP nodes dial, "
+            "e.g. --san link.example.org --san 203.0.113.7",
+            err=True,
+        )
     try:
         files = pki.create_superlink_cert(directory, list(san), ca_dir)
     except pki.PKIError as err:

@@ -11,11 +11,14 @@ argument validation passing, secrets kept out of every file, and exit code vs ou
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 
+from zk0.bot import client
 from zk0.bot.errors import ExitCode
+from zk0.bot.state import save_json
 from zk0.deploy import pki
 
 from .conftest import Bot
@@ -70,7 +73,8 @@ def test_check_mode_runs_the_client_playbook_with_the_generated_inventory(bot: B
         if path.is_file():
             assert SECRET not in path.read_text(errors="replace"), path
     assert not list((bot.home / "client" / "logs").glob(".secrets-*"))
-    assert (bot.home / "client" / "settings.json").stat().st_mode & 0o077 == 0
+    assert (bot.home / "client" / "inventory.json").stat().st_mode & 0o077 == 0
+    assert not (bot.home / "client" / "settings.json").exists()  # --check saves no settings
     assert Path("/etc/zk0/client").exists() == config_existed  # check mode changed nothing
 
 
@@ -93,7 +97,15 @@ def test_saved_settings_are_reused_and_status_reaches_the_node(bot: Bot, tmp_pat
     secrets.write_text(f"HF_TOKEN={SECRET}\n")
     secrets.chmod(0o600)
     _start(bot, dataset, ca, "--secrets-file", str(secrets))
+    settings = bot.home / "client" / "settings.json"
+    assert not settings.exists()  # --check never saves: a dry run is not the next start's settings
+    # What a real start with the same options saves (it would reconfigure this machine's Docker here).
+    save_json(settings, asdict(client.ClientSettings(
+        dataset=f"local:{dataset}", superlink="link.example.org:8000", ca=str(ca), image="zk0:0.4.0",
+        image_source="local", secrets_file=str(secrets))))  # fmt: skip
+    saved = settings.read_bytes()
     again = bot("client", "start", "--check")  # everything from settings.json, the secrets file re-read
+    assert settings.read_bytes() == saved
     assert "needs" not in again.stderr
     assert "note: no WANDB_API_KEY (" in again.stderr and "HF_TOKEN" not in again.stderr.split("note:")[1].split("\n")[0]
     assert SECRET not in (bot.home / "client" / "settings.json").read_text()

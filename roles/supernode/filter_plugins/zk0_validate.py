@@ -1,0 +1,1 @@
+../../../playbooks/filter_plugins/zk0_validate.py
