@@ -135,3 +135,21 @@ def test_the_filter_plugin_loads_the_same_rules_without_zk0_installed() -> None:
     lines = out.stdout.splitlines()
     assert lines[0] == f"_zk0_validate {REPO / 'zk0' / 'validate.py'}"  # loaded by path, not imported
     assert lines[1].startswith("u: dataset URI 'hf:/x'") and lines[2] == "''"
+
+
+def test_pki_superlink_cert_refuses_a_san_with_a_scheme_and_warns_without_a_public_one(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from zk0.cli import app
+    from zk0.deploy import pki
+
+    pki.create_ca(tmp_path)
+    runner = CliRunner()
+    bad = runner.invoke(app, ["pki", "superlink-cert", "--dir", str(tmp_path), "--san", "https://host:8000"])
+    assert bad.exit_code == 2 and "--san 'https://host:8000' has a scheme" in bad.stderr
+    assert not (tmp_path / "superlink.pem").exists()
+    loop = runner.invoke(app, ["pki", "superlink-cert", "--dir", str(tmp_path)])
+    assert loop.exit_code == 0 and "warning: no --san that nodes on other machines can use" in loop.stderr
+    assert "--san link.example.org" in loop.stderr
+    public = runner.invoke(app, ["pki", "superlink-cert", "--dir", str(tmp_path), "--san", "link.example.org"])
+    assert public.exit_code == 0 and "warning" not in public.stderr
