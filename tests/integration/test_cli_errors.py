@@ -52,6 +52,14 @@ def _dataset(root: Path, info: dict | str, parts: bool = True) -> Path:
     return root
 
 
+def _pem_public_key(key, path: Path) -> Path:
+    from cryptography.hazmat.primitives import serialization
+
+    path.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                   serialization.PublicFormat.SubjectPublicKeyInfo))
+    return path
+
+
 def _cases(tmp: Path) -> dict[str, Case]:
     a_file = tmp / "a-file"
     a_file.write_text("not a directory\n")
@@ -103,6 +111,11 @@ def _cases(tmp: Path) -> dict[str, Case]:
             ["dataset", "synth", "--out", str(tmp / "user-data"), "--overwrite"], "not a synthetic dataset zk0 made", {}
         ),
         "pki ca: --dir is a file": Case(["pki", "ca", "--dir", str(a_file)], "is a file, not a directory", {}),
+        "node register: a PEM public key": Case(
+            ["node", "register", str(_pem_public_key(key, tmp / "node.pem")), "--superlink", "zk0"],
+            "is not an OpenSSH public key",
+            {},
+        ),
         "pki node-key: --dir under a file": Case(
             ["pki", "node-key", "--dir", str(a_file / "keys")], "a part of its path is a file", {}
         ),
@@ -122,6 +135,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Case, subp
 
     pki.create_ca(tmp / "ca")
     cases = _cases(tmp)
+    assert set(cases) == set(NAMES), "NAMES (the test ids) and _cases must list the same cases"
     base = {**os.environ, **SECRETS, "HF_HOME": str(tmp / "hf-home"), "NO_COLOR": "1", "COLUMNS": "200"}
 
     def run(case: Case) -> subprocess.CompletedProcess:
@@ -138,7 +152,7 @@ NAMES = [
     *("check: missing dir", "check: no meta/", "check: hf offline", "check: hf refused", "check: corrupt info"),
     *("check: no meta/episodes", "check: zero episodes", "check: zero frames", "check: v2.1", "synth: user dir"),
     *("pki ca: --dir is a file", "pki node-key: --dir under a file", "pki superlink-cert: --dir is a file"),
-    "pki node-key: PEM key",
+    "pki node-key: PEM key", "node register: a PEM public key",
 ]
 
 

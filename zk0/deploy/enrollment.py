@@ -21,6 +21,7 @@ from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -94,7 +95,7 @@ def load_public_key(path: Path) -> ec.EllipticCurvePublicKey:
         raise EnrollmentError(f"Public key file {path} does not exist.")
     try:
         key = serialization.load_ssh_public_key(path.read_bytes())
-    except (ValueError, TypeError) as err:
+    except (ValueError, TypeError, UnsupportedAlgorithm) as err:  # a PEM key: "Unsupported key type"
         raise EnrollmentError(f"{path} is not an OpenSSH public key ({err}); send the node's supernode.pub.") from err
     if not isinstance(key, ec.EllipticCurvePublicKey):
         raise EnrollmentError(f"{path} is not an ECDSA key; make one with `zk0 pki node-key`.")
