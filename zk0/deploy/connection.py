@@ -56,8 +56,9 @@ def write_connection(
     """Add or replace ``[superlink.<name>]``; returns the config file's path."""
     if not name or not name.replace("-", "").replace("_", "").isalnum():
         raise ValueError(f"Connection name {name!r}: use letters, digits, '-' or '_'.")
-    if ":" not in address:
-        raise ValueError(f"SuperLink address {address!r} must be HOST:PORT, e.g. link.example:8000.")
+    from zk0.validate import parse_hostport
+
+    parse_hostport(address, "SuperLink address")  # HOST:PORT, port 1-65535, no scheme
     ca = Path(root_certificates).expanduser().resolve()
     if not ca.is_file():
         raise FileNotFoundError(f"CA certificate {ca} does not exist: copy the federation's ca.pem there.")
