@@ -134,7 +134,7 @@ def check_superlink(address: str, ca: Path, timeout: float = 5.0) -> Check:
         return Check(
             "superlink", FAIL, f"{ca} is not a usable CA certificate ({err.reason})", "pass the federation's ca.pem"
         )
-    context.set_alpn_protocols(["h2"])  # gRPC speaks HTTP/2
+    context.set_alpn_protocols(["http/1.1"])  # what SuperNodes speak to the proxy (Flower 1.42: HTTP/1.1 only)
     try:
         raw = socket.create_connection((host, port), timeout=timeout)
     except (TimeoutError, ConnectionRefusedError, OSError) as err:
