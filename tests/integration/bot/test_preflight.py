@@ -35,16 +35,17 @@ def test_bad_client_and_server_inputs_fail_together_before_any_role(ansible: Pat
         "zk0_server": {"hosts": {"server-1": LOCAL}, "vars": {
             "superlink_image": "zk0:0.4.0", "superlink_cert_sans": ["https://link.example.org:8000"],
             "superlink_port": 99999, "superlink_pki_dir": str(tmp_path / "server-pki"),
+            "superlink_admin_bind_address": "0.0.0.0",
             "superlink_pki_local_dir": str(tmp_path / "pki"),
             "superlink_authorized_nodes": [{"name": "gpu-1", "public_key_file": str(tmp_path / "gpu-1.pub")}]}},
     }  # fmt: skip
     result = _play(ansible, tmp_path, "server.yml", groups)
     out = result.stdout
     assert result.returncode != 0
-    assert "pre-flight on server-1: 4 problem(s), nothing was changed" in out, out[-3000:]
+    assert "pre-flight on server-1: 5 problem(s), nothing was changed" in out, out[-3000:]
     for says in ("superlink_cert_sans entry 'https://link.example.org:8000' has a scheme",
                  "superlink_port 99999: port 99999 is out of range", "superlink_authorized_nodes[gpu-1]",
-                 "set superlink_ca_create=true"):  # fmt: skip
+                 "set superlink_ca_create=true", "superlink_admin_bind_address 0.0.0.0 would publish"):  # fmt: skip
         assert says in out, says
     assert "PLAY [Provision the zk0 server]" not in out  # no role ran
 
