@@ -29,7 +29,9 @@ lock:  ## re-resolve requirements/lock.txt from pyproject.toml
 	$(UV) pip compile -q pyproject.toml --extra dev --python-version 3.12 \
 	    --python-platform x86_64-manylinux_2_28 -o requirements/lock.txt
 
-test: lint test-unit test-integration test-deploy test-image test-roles test-lab  ## every test tier (what CI runs)
+TIERS := lint test-unit test-integration test-deploy test-image test-roles test-lab
+test:  ## every test tier in order (what CI runs), with each tier's seconds at the end
+	scripts/test-tiers.sh $(TIERS)
 
 test-unit: setup lab-tools  ## pure logic, seconds (ssh: zk0bot's tunnel test)
 	$(PY) -m pytest tests/unit
