@@ -109,7 +109,9 @@ def follow(cfg: LabConfig, run_id: int, run_name: str, timeout: float, echo: boo
 
 def client_losses(record: dict) -> dict[str, float]:
     clients = (record.get("train") or {}).get("clients") or {}
-    return {label: float(c["train-loss"]) for label, c in sorted(clients.items()) if "train-loss" in c}
+    # Keyed by node id in the round file; shown by the node's anonymous dataset label.
+    return {c.get("dataset-label", node): float(c["train-loss"]) for node, c in sorted(clients.items())
+            if "train-loss" in c}
 
 
 def server_eval(record: dict) -> float | None:

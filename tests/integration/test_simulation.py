@@ -93,7 +93,7 @@ def test_two_rounds_then_resume(simulation, tmp_path):
         assert set(record["server-eval"]) == {"synthetic:server-eval-a", "synthetic:server-eval-b", "mean"}
     for r in (1, 2):
         clients = rounds[r]["train"]["clients"]
-        assert len(clients) == 2 and all(label.startswith("ds-") for label in clients)
+        assert len(clients) == 2 and all(c["dataset-label"].startswith("ds-") for c in clients.values())
         assert len(rounds[r]["client-eval"]["clients"]) == 2
         assert set(rounds[r]["client-eval-start"]["clients"]) == set(clients)
         assert np.isfinite(rounds[r]["client-eval-start-loss"]), r
