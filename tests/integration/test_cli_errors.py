@@ -167,3 +167,37 @@ def test_failure_is_one_line_without_secrets(runs, name: str) -> None:
     errors = [line for line in output.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1, output
     assert case.expect in errors[0], output
+
+
+ZK0BOT = str(Path(sys.executable).with_name("zk0bot"))
+
+
+def test_zk0bot_failures_show_no_secret(tmp_path: Path) -> None:
+    """zk0bot's failure paths, with the fake tokens in the environment and one passed where it
+    must not go (a --var): no traceback, a non-zero exit, and no secret anywhere in the output."""
+    from zk0.deploy import launch, pki
+
+    ca = pki.create_ca(tmp_path / "ca").cert
+    env = {**os.environ, **SECRETS, "ZK0BOT_HOME": str(tmp_path / "home"), "FLWR_HOME": str(tmp_path / "flwr"),
+           "COLUMNS": "200", "NO_COLOR": "1"}
+    client = ["client", "start", "--dataset", "local:/srv/ds", "--ca", str(ca), "--check"]
+    cases = {
+        "bad address": [*client, "--superlink", "host:99999"],
+        "secret as --var": [*client, "--superlink", "link.example.org:8000",
+                            "--var", f"supernode_hf_token={SECRETS['HF_TOKEN']}"],
+        "closed port": ["doctor", "--check", "superlink", "--superlink", f"127.0.0.1:{launch.free_port()}",
+                        "--ca", str(ca)],
+        "missing key": ["server", "enroll", str(tmp_path / "absent.pub"), "--name", "x", "--no-register"],
+    }
+
+    def run(args: list[str]) -> subprocess.CompletedProcess:
+        return subprocess.run([ZK0BOT, *args], env=env, capture_output=True, text=True, timeout=120, check=False)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = dict(zip(cases, pool.map(run, cases.values()), strict=True))
+    for name, proc in results.items():
+        output = proc.stdout + proc.stderr
+        assert proc.returncode != 0, (name, output)
+        assert "Traceback" not in output, (name, output)
+        for secret in SECRETS.values():
+            assert secret not in output, f"{name}: a secret leaked:\n{output}"
