@@ -108,3 +108,14 @@ def test_runtime_api_secret_is_fresh_private_and_ours(tmp_path) -> None:
 def test_a_secret_flag_of_our_own_is_refused() -> None:
     with pytest.raises(launcher.UsageError, match="drop --superexec-auth-secret-file"):
         launcher.runtime_api_address(["--superexec-auth-secret-file", "s"])
+
+
+def test_a_malformed_superlink_address_or_port_stops_the_launcher_with_the_rule() -> None:
+    from zk0.supernode.launcher import UsageError, runtime_api_address
+
+    for args, says in ((["--superlink", "https://link.example.org:8000"], "has a scheme"),
+                       (["--superlink", "link.example.org:99999"], "is not 1-65535"),
+                       (["--superlink", "link.example.org:8000", "--port", "0"], "--port")):
+        with pytest.raises(UsageError, match=says):
+            runtime_api_address(args)
+    assert runtime_api_address(["--superlink", "link.example.org:8000", "--port", "9095"]) == "127.0.0.1:9095"

@@ -47,7 +47,8 @@ def runtime_api_address(supernode_args: list[str]) -> str:
     """Where the SuperNode serves its Runtime API, from its own ``--host``/``--port``."""
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=9094)
+    parser.add_argument("--port", default="9094")
+    parser.add_argument("--superlink")
     parser.add_argument("--isolation")
     parser.add_argument("--ssl-certfile")
     parser.add_argument(SECRET_FLAG)
@@ -64,9 +65,17 @@ def runtime_api_address(supernode_args: list[str]) -> str:
             "zk0-supernode runs the ClientApps itself (--isolation process); drop --isolation, "
             "or run flower-supernode directly for Flower's own subprocess isolation"
         )
+    from zk0.validate import parse_hostport, parse_port
+
+    try:  # the same rules as zk0bot and the roles: a typo stops here, not in a retry loop
+        if known.superlink is not None:
+            parse_hostport(known.superlink, "--superlink")
+        port = parse_port(known.port, "--port")
+    except ValueError as err:
+        raise UsageError(str(err)) from None
     host = "127.0.0.1" if known.host in ("0.0.0.0", "") else known.host
     host = "[::1]" if host == "::" else host
-    return f"{host}:{known.port}"
+    return f"{host}:{port}"
 
 
 def _poll_interval() -> float:
