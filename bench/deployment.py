@@ -137,8 +137,12 @@ def _federation(base: Path, warm: bool):
 
     # The nodes run only apps they trust: the two this benchmark submits.
     trusted = " ".join(trust.app_hash(app) for app in (REPO, NUMPY_APP))
-    env = {"ZK0_CACHE_DIR": str(base / "cache"), "WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1",
-           trust.HASHES_ENV: trusted}
+    env = {
+        "ZK0_CACHE_DIR": str(base / "cache"),
+        "WANDB_MODE": "offline",
+        "HF_HUB_OFFLINE": "1",
+        trust.HASHES_ENV: trusted,
+    }
     fed = Loopback(base / "fed", Credentials(base / "pki"), env=env)
     fed.start_superlink()
     for i, root in enumerate(datasets):
@@ -244,27 +248,39 @@ def _report(np_rounds: list[dict], zk_records: list[dict], weight_bytes: int, in
         f"               then {TINY_RUN['local-steps']} SmolVLA steps), validated FedProx mean, server eval on 2 datasets,"
     )
     print("               checkpoint, round JSON + wandb (offline); evaluate messages off (client-eval-every = 0)")
-    print(f"numpy s/round (server clock): {' '.join(f'{r['round']:.1f}' for r in np_rounds)}  mean {np_mean:.1f}"
-          f"  (train phase {np_train:.1f}, evaluate phase {np_mean - np_train:.1f})")  # fmt: skip
+    print(
+        f"numpy s/round (server clock): {' '.join(f'{r["round"]:.1f}' for r in np_rounds)}  mean {np_mean:.1f}"
+        f"  (train phase {np_train:.1f}, evaluate phase {np_mean - np_train:.1f})"
+    )
     print(
         f"zk0   s/round (server clock): {' '.join(f'{float(r["seconds"]):.1f}' for r in zk_records)}  mean {zk_mean:.1f}"
     )
-    print(f"ratio zk0/numpy per round: {zk_mean / np_mean:.2f}  (target <= 1.5); "
-          f"zk0 round / numpy train phase alone: {zk_mean / np_train:.2f}")  # fmt: skip
+    print(
+        f"ratio zk0/numpy per round: {zk_mean / np_mean:.2f}  (target <= 1.5); "
+        f"zk0 round / numpy train phase alone: {zk_mean / np_train:.2f}"
+    )
     steps = sorted({k for r in zk_records for k in r.get("seconds-by-step", {})})
-    print("zk0 server-side steps, mean s/round: " + ", ".join(
-        f"{k} {_mean(r.get('seconds-by-step', {}).get(k, 0.0) for r in zk_records):.2f}" for k in steps))  # fmt: skip
+    print(
+        "zk0 server-side steps, mean s/round: "
+        + ", ".join(f"{k} {_mean(r.get('seconds-by-step', {}).get(k, 0.0) for r in zk_records):.2f}" for k in steps)
+    )
     for name, info in infos.items():
-        print(f"flwr ls {name}: elapsed {info['elapsed'] / ROUNDS:.1f} s/round, "
-              f"{info['network-traffic']['total-bytes'] / ROUNDS:,.0f} B/round on the wire, "
-              f"ClientApp compute {info['compute-time']['clientapp-seconds'] / ROUNDS:.1f} s/round")  # fmt: skip
+        print(
+            f"flwr ls {name}: elapsed {info['elapsed'] / ROUNDS:.1f} s/round, "
+            f"{info['network-traffic']['total-bytes'] / ROUNDS:,.0f} B/round on the wire, "
+            f"ClientApp compute {info['compute-time']['clientapp-seconds'] / ROUNDS:.1f} s/round"
+        )
         proxy = info.get("proxy", {})
-        print(f"  proxy (nginx, public + admin listener): {proxy.get('requests', 0) / ROUNDS:.0f} requests/round, "
-              f"its own time {proxy.get('seconds', 0.0) / ROUNDS * 1000:.0f} ms/round (request time minus the SuperLink's)")
+        print(
+            f"  proxy (nginx, public + admin listener): {proxy.get('requests', 0) / ROUNDS:.0f} requests/round, "
+            f"its own time {proxy.get('seconds', 0.0) / ROUNDS * 1000:.0f} ms/round (request time minus the SuperLink's)"
+        )
     if weight_bytes:
         wire = infos["zk0"]["network-traffic"]["total-bytes"] / ROUNDS
-        print(f"zk0 trainable weights {weight_bytes:,} B; wire/round {wire:,.0f} B = {wire / weight_bytes:.2f} x weights "
-              "(2 nodes x (train send + reply) = 4 weight transfers expected per round)")  # fmt: skip
+        print(
+            f"zk0 trainable weights {weight_bytes:,} B; wire/round {wire:,.0f} B = {wire / weight_bytes:.2f} x weights "
+            "(2 nodes x (train send + reply) = 4 weight transfers expected per round)"
+        )
 
 
 def _probe(code: str, cwd: Path, *args: str) -> dict[str, list[float]] | None:

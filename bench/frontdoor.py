@@ -54,8 +54,10 @@ def run() -> None:
             _latencies(client, direct, b"", 20)  # warm both paths (TLS sessions, keep-alive)
             _latencies(client, proxied, b"", 20)
             rows = []
-            for label, body, count in (("empty body", b"", SMALL_REQUESTS),
-                                       (f"{LARGEST_BODY >> 10} KiB body", b"\0" * LARGEST_BODY, LARGE_REQUESTS)):
+            for label, body, count in (
+                ("empty body", b"", SMALL_REQUESTS),
+                (f"{LARGEST_BODY >> 10} KiB body", b"\0" * LARGEST_BODY, LARGE_REQUESTS),
+            ):
                 d = statistics.median(_latencies(client, direct, body, count)) * 1000
                 p = statistics.median(_latencies(client, proxied, body, count)) * 1000
                 rows.append((label, count, d, p))
@@ -75,10 +77,14 @@ def run() -> None:
         with ThreadPoolExecutor(max_workers=16) as pool:
             codes = list(pool.map(send, range(64)))
         after = _rss_mib(superlink.pid)
-        print(f"SuperLink RSS: {before:.0f} MiB idle, {after:.0f} MiB after 64 bodies of "
-              f"{LARGEST_BODY / 2**20:.2f} MiB through the proxy, 16 at a time "
-              f"({time.perf_counter() - started:.1f} s; replies {sorted(set(codes))})")
+        print(
+            f"SuperLink RSS: {before:.0f} MiB idle, {after:.0f} MiB after 64 bodies of "
+            f"{LARGEST_BODY / 2**20:.2f} MiB through the proxy, 16 at a time "
+            f"({time.perf_counter() - started:.1f} s; replies {sorted(set(codes))})"
+        )
         over = httpx.post(proxied, content=b"\0" * (LARGEST_BODY + 8192), verify=ca, timeout=60).status_code
-        print(f"one body 8 KiB over the limit: HTTP {over} from the proxy; SuperLink RSS {_rss_mib(superlink.pid):.0f} MiB")
+        print(
+            f"one body 8 KiB over the limit: HTTP {over} from the proxy; SuperLink RSS {_rss_mib(superlink.pid):.0f} MiB"
+        )
     finally:
         fed.close()

@@ -83,8 +83,9 @@ class CachedDataset(torch.utils.data.Dataset):
 
     def __init__(self, dataset, n: int, num_workers: int):
         n = min(n, len(dataset))
-        loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, range(n)), batch_size=None,
-                                             num_workers=num_workers)  # fmt: skip
+        loader = torch.utils.data.DataLoader(
+            torch.utils.data.Subset(dataset, range(n)), batch_size=None, num_workers=num_workers
+        )
         self.items = list(loader)
 
     def __len__(self) -> int:
@@ -94,8 +95,9 @@ class CachedDataset(torch.utils.data.Dataset):
         return self.items[i]
 
 
-def bench_batch(policy, pre, dataset, device: str, batch: int, warmup: int, steps: int,
-                num_workers: int = 0, label: str = "") -> dict:  # fmt: skip
+def bench_batch(
+    policy, pre, dataset, device: str, batch: int, warmup: int, steps: int, num_workers: int = 0, label: str = ""
+) -> dict:
     from zk0.training.local import TrainConfig, train_steps
 
     row: dict = {"batch_size": batch, "warmup_steps": warmup, "steps": steps, "num_workers": num_workers}
@@ -109,15 +111,27 @@ def bench_batch(policy, pre, dataset, device: str, batch: int, warmup: int, step
         if warmup:
             _sync(device)
             t0 = time.perf_counter()
-            res = train_steps(policy, pre, dataset, TrainConfig(local_steps=warmup, batch_size=batch, lr=1e-4,
-                                                                 proximal_mu=0.01, seed=1, num_workers=num_workers))  # fmt: skip
+            res = train_steps(
+                policy,
+                pre,
+                dataset,
+                TrainConfig(
+                    local_steps=warmup, batch_size=batch, lr=1e-4, proximal_mu=0.01, seed=1, num_workers=num_workers
+                ),
+            )
             _sync(device)
             row["warmup_wall_s"] = time.perf_counter() - t0
             row["warmup_losses"] = res.losses
         _sync(device)
         t0 = time.perf_counter()
-        res = train_steps(policy, pre, dataset, TrainConfig(local_steps=steps, batch_size=batch, lr=1e-4,
-                                                             proximal_mu=0.01, seed=2, num_workers=num_workers))  # fmt: skip
+        res = train_steps(
+            policy,
+            pre,
+            dataset,
+            TrainConfig(
+                local_steps=steps, batch_size=batch, lr=1e-4, proximal_mu=0.01, seed=2, num_workers=num_workers
+            ),
+        )
         _sync(device)
         wall = time.perf_counter() - t0
     except torch.cuda.OutOfMemoryError as err:
@@ -151,8 +165,14 @@ def bench_eval(policy, pre, dataset, device: str, batch: int, max_batches: int) 
     loss, count = evaluate_loss(policy, pre, dataset, batch, seed=0, max_batches=max_batches)
     _sync(device)
     wall = time.perf_counter() - t0
-    return {"batch_size": batch, "samples": count, "loss": loss, "wall_s": wall,
-            "samples_per_s": count / wall if wall else 0.0, **_mem(device)}  # fmt: skip
+    return {
+        "batch_size": batch,
+        "samples": count,
+        "loss": loss,
+        "wall_s": wall,
+        "samples_per_s": count / wall if wall else 0.0,
+        **_mem(device),
+    }
 
 
 def ensure_dataset(args, workdir: Path) -> Path:
@@ -166,8 +186,9 @@ def ensure_dataset(args, workdir: Path) -> Path:
     root = Path(args.dataset).resolve() if args.dataset else workdir / "ds"
     if (root / "meta" / "info.json").is_file():
         return root
-    ds_cfg = SyntheticDatasetConfig(episodes=args.episodes, frames_per_episode=args.frames,
-                                    image_height=args.height, image_width=args.width, seed=3)  # fmt: skip
+    ds_cfg = SyntheticDatasetConfig(
+        episodes=args.episodes, frames_per_episode=args.frames, image_height=args.height, image_width=args.width, seed=3
+    )
     return write_synthetic_dataset(root, ds_cfg)
 
 
@@ -199,8 +220,12 @@ def trainable_bytes(policy) -> dict:
 
     t0 = time.perf_counter()
     arrays = get_trainable_arrays(policy)
-    out = {"trainable_tensors": len(arrays), "trainable_numel": int(sum(a.size for a in arrays.values())),
-           "trainable_bytes": arrays_nbytes(arrays), "get_trainable_arrays_s": time.perf_counter() - t0}  # fmt: skip
+    out = {
+        "trainable_tensors": len(arrays),
+        "trainable_numel": int(sum(a.size for a in arrays.values())),
+        "trainable_bytes": arrays_nbytes(arrays),
+        "get_trainable_arrays_s": time.perf_counter() - t0,
+    }
     del arrays
     return out
 
@@ -222,8 +247,11 @@ def run_device(
     report["device"] = device
     if device.startswith("cuda"):
         props = torch.cuda.get_device_properties(0)
-        report["gpu"] = {"name": props.name, "total_mib": props.total_memory / MiB,
-                         "sm_count": props.multi_processor_count}  # fmt: skip
+        report["gpu"] = {
+            "name": props.name,
+            "total_mib": props.total_memory / MiB,
+            "sm_count": props.multi_processor_count,
+        }
         torch.cuda.reset_peak_memory_stats()
     policy, pre, dataset, times = build(args, workdir, device)
     report.update(times)
@@ -232,9 +260,20 @@ def run_device(
     report.update(_param_summary(policy))
     report.update(trainable_bytes(policy))
     cfg = policy.config
-    report["policy_config"] = {k: getattr(cfg, k, None) for k in (
-        "chunk_size", "n_action_steps", "num_vlm_layers", "num_expert_layers", "tokenizer_max_length",
-        "resize_imgs_with_padding", "train_expert_only", "freeze_vision_encoder", "num_steps")}  # fmt: skip
+    report["policy_config"] = {
+        k: getattr(cfg, k, None)
+        for k in (
+            "chunk_size",
+            "n_action_steps",
+            "num_vlm_layers",
+            "num_expert_layers",
+            "tokenizer_max_length",
+            "resize_imgs_with_padding",
+            "train_expert_only",
+            "freeze_vision_encoder",
+            "num_steps",
+        )
+    }
     report["train"] = []
     for batch in batch_sizes:
         row = bench_batch(policy, pre, dataset, device, batch, warmup, steps, args.num_workers)
@@ -294,22 +333,29 @@ def _print_row(row: dict) -> None:
     if "error" in row:
         print(f"batch {row['batch_size']}: {row['error']}", flush=True)
         return
-    print(f"{row.get('label', '')} batch {row['batch_size']:>3}: {row['s_per_step']:.4f} s/step  {row['samples_per_s']:8.1f} samples/s  "
-          f"data {row['data_s_per_batch']:.4f} s/batch  peak {row.get('max_allocated_mib', 0):9.0f} MiB  "
-          f"loss {row['loss_first']:.3f}->{row['loss_last']:.3f}", flush=True)  # fmt: skip
+    print(
+        f"{row.get('label', '')} batch {row['batch_size']:>3}: {row['s_per_step']:.4f} s/step  {row['samples_per_s']:8.1f} samples/s  "
+        f"data {row['data_s_per_batch']:.4f} s/batch  peak {row.get('max_allocated_mib', 0):9.0f} MiB  "
+        f"loss {row['loss_first']:.3f}->{row['loss_last']:.3f}",
+        flush=True,
+    )
 
 
 def print_table(report: dict) -> None:
     for dev in report["runs"]:
         gpu = dev.get("gpu", {}).get("name", platform.processor() or "cpu")
         print(f"\n## SmolVLA ({report['args']['preset']}) train_steps on {dev['device']} ({gpu})")
-        print(f"build_policy {dev['build_policy_s']:.1f} s; trainable {dev['trainable_numel']:,} params in "
-              f"{dev['trainable_tensors']} tensors = {dev['trainable_bytes'] / MiB:.1f} MiB fp32 "
-              f"(get_trainable_arrays {dev['get_trainable_arrays_s']:.2f} s)")  # fmt: skip
+        print(
+            f"build_policy {dev['build_policy_s']:.1f} s; trainable {dev['trainable_numel']:,} params in "
+            f"{dev['trainable_tensors']} tensors = {dev['trainable_bytes'] / MiB:.1f} MiB fp32 "
+            f"(get_trainable_arrays {dev['get_trainable_arrays_s']:.2f} s)"
+        )
         if dev.get("after_build"):
             print(f"GPU memory after build: {dev['after_build']['allocated_mib']:.0f} MiB")
-        print(f"{'batch':>6}{'s/step':>10}{'samples/s':>11}{'data s/b':>10}{'compute s':>11}"
-              f"{'peak alloc MiB':>16}{'peak resv MiB':>15}")  # fmt: skip
+        print(
+            f"{'batch':>6}{'s/step':>10}{'samples/s':>11}{'data s/b':>10}{'compute s':>11}"
+            f"{'peak alloc MiB':>16}{'peak resv MiB':>15}"
+        )
         rows = dev["train"] + dev.get("train_cached", []) + ([dev["train_tf32"]] if "train_tf32" in dev else [])
         for i, row in enumerate(rows):
             if row.get("label") == "cached" and (i == 0 or rows[i - 1].get("label") != "cached"):
@@ -321,14 +367,18 @@ def print_table(report: dict) -> None:
             if "error" in row:
                 print(f"{row['batch_size']:>6}  {row['error']}")
                 continue
-            print(f"{row['batch_size']:>6}{row['s_per_step']:>10.4f}{row['samples_per_s']:>11.1f}"
-                  f"{row['data_s_per_batch']:>10.4f}{row['compute_s_per_step']:>11.4f}"
-                  f"{row.get('max_allocated_mib', float('nan')):>16.0f}{row.get('max_reserved_mib', float('nan')):>15.0f}")  # fmt: skip
+            print(
+                f"{row['batch_size']:>6}{row['s_per_step']:>10.4f}{row['samples_per_s']:>11.1f}"
+                f"{row['data_s_per_batch']:>10.4f}{row['compute_s_per_step']:>11.4f}"
+                f"{row.get('max_allocated_mib', float('nan')):>16.0f}{row.get('max_reserved_mib', float('nan')):>15.0f}"
+            )
         if dev["train"]:
             print(f"  (zk0 DataLoader num_workers={dev['train'][0].get('num_workers', 0)})")
         ev = dev["eval"]
-        print(f"evaluate_loss: batch {ev['batch_size']}, {ev['samples']} samples in {ev['wall_s']:.3f} s "
-              f"({ev['samples_per_s']:.1f} samples/s), loss {ev['loss']:.4f}")  # fmt: skip
+        print(
+            f"evaluate_loss: batch {ev['batch_size']}, {ev['samples']} samples in {ev['wall_s']:.3f} s "
+            f"({ev['samples_per_s']:.1f} samples/s), loss {ev['loss']:.4f}"
+        )
 
 
 def parse_args(argv):
@@ -388,9 +438,17 @@ def main(argv=None) -> int:
     import lerobot
     import transformers
 
-    report = {"args": vars(args), "versions": {"python": platform.python_version(), "torch": torch.__version__,
-              "transformers": transformers.__version__, "lerobot": getattr(lerobot, "__version__", "?"),
-              "cuda": torch.version.cuda}, "runs": []}  # fmt: skip
+    report = {
+        "args": vars(args),
+        "versions": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "lerobot": getattr(lerobot, "__version__", "?"),
+            "cuda": torch.version.cuda,
+        },
+        "runs": [],
+    }
     print(f"versions: {report['versions']}", flush=True)
     out = args.json or (os.path.join(os.environ["OUT"], "gpu_step.json") if os.environ.get("OUT") else None)
 
@@ -407,8 +465,9 @@ def main(argv=None) -> int:
             print(f"\n# {device}: batch sizes {sizes}, {warmup} warm-up + {steps} timed steps", flush=True)
             run: dict = {}
             report["runs"].append(run)
-            run_device(args, device, sizes, warmup, steps, workdir / str(i), eval_batches, tf32,
-                       on_row=save, report=run)  # fmt: skip
+            run_device(
+                args, device, sizes, warmup, steps, workdir / str(i), eval_batches, tf32, on_row=save, report=run
+            )
             save()
     print_table(report)
     save()

@@ -21,11 +21,13 @@ def fake_train_replies(reference: OrderedDict, clients: int) -> Iterator[Message
             (n, (ref + rng.standard_normal(ref.shape, dtype=np.float32) * 1e-3).astype(ref.dtype))
             for n, ref in reference.items()
         )
-        content = RecordDict({
-            "arrays": to_array_record(arrays),
-            "metrics": MetricRecord({"num-examples": 32.0}),
-            "node": ConfigRecord({"dataset-label": f"ds-bench-{client}"}),
-        })  # fmt: skip
+        content = RecordDict(
+            {
+                "arrays": to_array_record(arrays),
+                "metrics": MetricRecord({"num-examples": 32.0}),
+                "node": ConfigRecord({"dataset-label": f"ds-bench-{client}"}),
+            }
+        )
         del arrays
         request = Message(content=RecordDict(), dst_node_id=client + 1, message_type="train")
         yield Message(content=content, reply_to=request)

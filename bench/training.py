@@ -41,9 +41,11 @@ def weight_bytes(workdir: Path, meta) -> dict[str, OrderedDict]:
         state_bytes = sum(t.numel() * t.element_size() for t in state.values())
         record_bytes = to_array_record(arrays).count_bytes()
         trainable = sum(a.size for a in arrays.values())
-        print(f"{preset:<15}{trainable:>12,}{len(arrays):>9}{arrays_nbytes(arrays) / MiB:>11.1f}"
-              f"{record_bytes / MiB:>12.1f}{state_bytes / MiB:>16.1f}   (built in {time.perf_counter() - started:.0f}s,"
-              f" {len(state)} state tensors)")  # fmt: skip
+        print(
+            f"{preset:<15}{trainable:>12,}{len(arrays):>9}{arrays_nbytes(arrays) / MiB:>11.1f}"
+            f"{record_bytes / MiB:>12.1f}{state_bytes / MiB:>16.1f}   (built in {time.perf_counter() - started:.0f}s,"
+            f" {len(state)} state tensors)"
+        )
         shapes[preset] = OrderedDict((n, (a.shape, a.dtype)) for n, a in arrays.items())
         del policy, arrays, state
         gc.collect()
@@ -53,8 +55,9 @@ def weight_bytes(workdir: Path, meta) -> dict[str, OrderedDict]:
 def _zk0_loop(policy, pre, dataset, steps, batch):
     from zk0.training.local import TrainConfig, train_steps
 
-    result = train_steps(policy, pre, dataset, TrainConfig(local_steps=steps, batch_size=batch, lr=1e-4,
-                                                           proximal_mu=0.01))  # fmt: skip
+    result = train_steps(
+        policy, pre, dataset, TrainConfig(local_steps=steps, batch_size=batch, lr=1e-4, proximal_mu=0.01)
+    )
     return result.num_examples / result.seconds
 
 
@@ -70,10 +73,15 @@ def _lerobot_loop(policy, pre, dataset, steps, batch):
     preset = policy.config.get_optimizer_preset()
     preset.lr = 1e-4
     optimizer = preset.build(policy.get_optim_params())
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch, shuffle=True, drop_last=True,
-                                         generator=torch.Generator().manual_seed(0))  # fmt: skip
-    meters = {"loss": AverageMeter("loss"), "grad_norm": AverageMeter("grdn"), "lr": AverageMeter("lr"),
-              "update_s": AverageMeter("updt_s")}  # fmt: skip
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=batch, shuffle=True, drop_last=True, generator=torch.Generator().manual_seed(0)
+    )
+    meters = {
+        "loss": AverageMeter("loss"),
+        "grad_norm": AverageMeter("grdn"),
+        "lr": AverageMeter("lr"),
+        "update_s": AverageMeter("updt_s"),
+    }
     tracker = MetricsTracker(batch, len(dataset), 5, meters)
     policy.train()
     started = time.perf_counter()
@@ -94,8 +102,7 @@ def throughput(workdir: Path, meta, steps: int = 30, batch: int = 8, repeats: in
     cfg = ModelConfig(model="tiny", device="cpu", cache_dir=workdir / "cache")
     policy = build_policy(cfg, meta)
     pre, _ = build_processors(policy.config, meta.stats, "cpu")
-    dataset = open_dataset(f"local:{workdir / 'ds'}", list(range(5)),
-                           resolve_delta_timestamps(policy.config, meta))  # fmt: skip
+    dataset = open_dataset(f"local:{workdir / 'ds'}", list(range(5)), resolve_delta_timestamps(policy.config, meta))
     zk0_rates, lerobot_rates = [], []
     for _ in range(repeats):  # interleaved, so machine noise hits both alike
         lerobot_rates.append(_lerobot_loop(build_policy(cfg, meta), pre, dataset, steps, batch))
@@ -115,8 +122,13 @@ def aggregation_memory(shapes: OrderedDict, clients: int) -> float:
     from .replies import fake_train_replies
 
     reference = OrderedDict((n, np.zeros(shape, dtype)) for n, (shape, dtype) in shapes.items())
-    strategy = ValidatedFedProx(min_train_nodes=clients, min_available_nodes=clients, max_update_norm=1e12,
-                                max_train_examples=32, max_eval_examples=32)  # what fake_train_replies sends
+    strategy = ValidatedFedProx(
+        min_train_nodes=clients,
+        min_available_nodes=clients,
+        max_update_norm=1e12,
+        max_train_examples=32,
+        max_eval_examples=32,
+    )  # what fake_train_replies sends
     gc.collect()
     tracemalloc.start()
     baseline = tracemalloc.get_traced_memory()[0]

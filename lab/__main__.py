@@ -40,8 +40,11 @@ def main(argv: list[str]) -> int:
             result = federation.run(cfg, rounds=args.rounds, local_steps=args.local_steps)
             print(federation.summary_table(result))
         elif args.command == "status":
-            print(d.docker("ps", "-a", "--filter", "label=org.zk0.lab",
-                           "--format", "table {{.Names}}\t{{.Status}}").stdout)
+            print(
+                d.docker(
+                    "ps", "-a", "--filter", "label=org.zk0.lab", "--format", "table {{.Names}}\t{{.Status}}"
+                ).stdout
+            )
         elif args.command == "down":
             removed = hosts.down(cfg, keep_state=args.keep_state)
             print(f"lab: removed {len(removed)} objects" + (": " + ", ".join(removed) if removed else ""))

@@ -16,9 +16,9 @@ LABEL = "org.zk0.lab"  # every container, network and volume the lab makes carri
 
 @dataclass(frozen=True)
 class LabHost:
-    name: str          # inventory name and container hostname
+    name: str  # inventory name and container hostname
     address: str
-    role: str          # "server" or "client"
+    role: str  # "server" or "client"
     dataset_seed: int = 0
 
     @property

@@ -22,10 +22,12 @@ def docker_bin() -> str:
     raise LabError("docker not found: run scripts/ensure-docker.sh (make demo does) or install Docker.")
 
 
-def docker(*args: str, check: bool = True, timeout: float = 600, input: str | None = None,
-           capture: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run([docker_bin(), *args], capture_output=capture, text=True,
-                            timeout=timeout, input=input, check=False)
+def docker(
+    *args: str, check: bool = True, timeout: float = 600, input: str | None = None, capture: bool = True
+) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [docker_bin(), *args], capture_output=capture, text=True, timeout=timeout, input=input, check=False
+    )
     if check and result.returncode != 0:
         detail = (result.stderr or result.stdout or "").strip()[-1500:] if capture else ""
         raise LabError(f"docker {' '.join(args[:3])} … failed (exit {result.returncode}): {detail}")
@@ -41,8 +43,7 @@ def running(container: str) -> bool:
     return out.returncode == 0 and out.stdout.strip() == "true"
 
 
-def build_cached(image: str, dockerfile: Path, context: Path, build_args: dict[str, str],
-                 also_hash: str = "") -> bool:
+def build_cached(image: str, dockerfile: Path, context: Path, build_args: dict[str, str], also_hash: str = "") -> bool:
     """Build `image` unless a build of the same inputs exists (tag suffixed with their hash).
 
     Returns True when it built. The hash covers the Dockerfile, every file in the context and
@@ -60,8 +61,7 @@ def build_cached(image: str, dockerfile: Path, context: Path, build_args: dict[s
     if exists("image", hashed):
         docker("tag", hashed, image)
         return False
-    argv = ["build", "-q", "-f", str(dockerfile), "-t", hashed, "-t", image,
-            "--label", "org.zk0.lab=1"]
+    argv = ["build", "-q", "-f", str(dockerfile), "-t", hashed, "-t", image, "--label", "org.zk0.lab=1"]
     for key, value in build_args.items():
         argv += ["--build-arg", f"{key}={value}"]
     docker(*argv, str(context), timeout=1200)

@@ -20,8 +20,7 @@ from lab.config import LABEL, ROOT, LabConfig, LabHost
 
 # What systemd and an inner dockerd need, without --privileged (the host may lack
 # capabilities that it implies); the same list as the Molecule scenarios.
-HOST_CAPS = ["SYS_ADMIN", "NET_ADMIN", "NET_RAW", "SYS_PTRACE", "SYS_NICE", "IPC_LOCK",
-             "DAC_READ_SEARCH", "MKNOD"]
+HOST_CAPS = ["SYS_ADMIN", "NET_ADMIN", "NET_RAW", "SYS_PTRACE", "SYS_NICE", "IPC_LOCK", "DAC_READ_SEARCH", "MKNOD"]
 DATASET_MOUNT = "/srv/zk0/dataset"
 ARCHIVE_MOUNT = "/srv/zk0/images/zk0.tar"
 
@@ -41,21 +40,38 @@ def ensure_network(cfg: LabConfig) -> None:
     if d.exists("network", cfg.network):
         subnet = d.docker("network", "inspect", "-f", "{{(index .IPAM.Config 0).Subnet}}", cfg.network).stdout.strip()
         if subnet != cfg.subnet:
-            raise d.LabError(f"network {cfg.network} exists with subnet {subnet}, not {cfg.subnet}: "
-                             "run `make demo-down` (or `docker network rm zk0-lab`) and retry.")
+            raise d.LabError(
+                f"network {cfg.network} exists with subnet {subnet}, not {cfg.subnet}: "
+                "run `make demo-down` (or `docker network rm zk0-lab`) and retry."
+            )
         return
     taken = d.docker("network", "ls", "-q").stdout.split()
     wanted = ipaddress.ip_network(cfg.subnet)
     for net in taken:
-        for subnet in d.docker("network", "inspect", "-f", "{{range .IPAM.Config}}{{.Subnet}} {{end}}", net).stdout.split():
+        for subnet in d.docker(
+            "network", "inspect", "-f", "{{range .IPAM.Config}}{{.Subnet}} {{end}}", net
+        ).stdout.split():
             try:
                 if ipaddress.ip_network(subnet, strict=False).overlaps(wanted):
-                    raise d.LabError(f"subnet {cfg.subnet} overlaps Docker network {net} ({subnet}): "
-                                     "remove that network or change LabConfig.subnet and inventory/lab.")
+                    raise d.LabError(
+                        f"subnet {cfg.subnet} overlaps Docker network {net} ({subnet}): "
+                        "remove that network or change LabConfig.subnet and inventory/lab."
+                    )
             except ValueError:
                 continue
-    d.docker("network", "create", "--driver", "bridge", "--subnet", cfg.subnet, "--gateway", cfg.gateway,
-             "--label", f"{LABEL}=1", cfg.network)
+    d.docker(
+        "network",
+        "create",
+        "--driver",
+        "bridge",
+        "--subnet",
+        cfg.subnet,
+        "--gateway",
+        cfg.gateway,
+        "--label",
+        f"{LABEL}=1",
+        cfg.network,
+    )
 
 
 def ensure_registry(cfg: LabConfig) -> None:
@@ -65,11 +81,25 @@ def ensure_registry(cfg: LabConfig) -> None:
         d.docker("start", cfg.registry_container)
     else:
         d.docker("volume", "create", "--label", f"{LABEL}=1", cfg.registry_volume)
-        d.docker("run", "-d", "--name", cfg.registry_container, "--label", f"{LABEL}=1",
-                 "--network", cfg.network, "--ip", cfg.registry_address,
-                 "-p", f"127.0.0.1:{cfg.registry_push_port}:{cfg.registry_port}",
-                 "-v", f"{cfg.registry_volume}:/var/lib/docker-registry",
-                 "--restart", "unless-stopped", cfg.registry_image)
+        d.docker(
+            "run",
+            "-d",
+            "--name",
+            cfg.registry_container,
+            "--label",
+            f"{LABEL}=1",
+            "--network",
+            cfg.network,
+            "--ip",
+            cfg.registry_address,
+            "-p",
+            f"127.0.0.1:{cfg.registry_push_port}:{cfg.registry_port}",
+            "-v",
+            f"{cfg.registry_volume}:/var/lib/docker-registry",
+            "--restart",
+            "unless-stopped",
+            cfg.registry_image,
+        )
     wait_tcp("127.0.0.1", cfg.registry_push_port, 60, "the lab registry")
 
 
@@ -97,8 +127,9 @@ def _registry_has(cfg: LabConfig, image: str) -> bool:
 
     repo, _, tag = image.partition(":")
     url = f"http://127.0.0.1:{cfg.registry_push_port}/v2/{repo}/manifests/{tag or 'latest'}"
-    request = urllib.request.Request(url, method="HEAD", headers={
-        "Accept": "application/vnd.docker.distribution.manifest.v2+json"})
+    request = urllib.request.Request(
+        url, method="HEAD", headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"}
+    )
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status == 200
@@ -110,8 +141,9 @@ def ensure_ssh_key(cfg: LabConfig) -> None:
     if cfg.ssh_key.exists():
         return
     cfg.ssh_key.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "zk0-lab-controller",
-                    "-f", str(cfg.ssh_key)], check=True)
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "zk0-lab-controller", "-f", str(cfg.ssh_key)], check=True
+    )
 
 
 def ensure_dataset(cfg: LabConfig, host: LabHost) -> Path:
@@ -150,15 +182,42 @@ def ensure_host(cfg: LabConfig, host: LabHost, archive: Path | None = None) -> b
         return False
     d.docker("volume", "create", "--label", f"{LABEL}=1", host.docker_volume)
     authorized = cfg.ssh_key.with_suffix(".pub")
-    argv = ["run", "-d", "--name", host.container, "--hostname", host.name,
-            "--label", f"{LABEL}=1", "--network", cfg.network, "--ip", host.address,
-            "--cgroupns", "host", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw",
-            "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
-            "--sysctl", "net.ipv4.ip_forward=1",
-            "--tmpfs", "/run", "--tmpfs", "/run/lock", "--tmpfs", "/tmp",
-            "-v", f"{host.docker_volume}:/var/lib/docker",
-            "-v", f"{authorized}:/etc/ssh/zk0-lab-authorized_keys:ro",
-            "--stop-signal", "SIGRTMIN+3"]
+    argv = [
+        "run",
+        "-d",
+        "--name",
+        host.container,
+        "--hostname",
+        host.name,
+        "--label",
+        f"{LABEL}=1",
+        "--network",
+        cfg.network,
+        "--ip",
+        host.address,
+        "--cgroupns",
+        "host",
+        "-v",
+        "/sys/fs/cgroup:/sys/fs/cgroup:rw",
+        "--security-opt",
+        "seccomp=unconfined",
+        "--security-opt",
+        "apparmor=unconfined",
+        "--sysctl",
+        "net.ipv4.ip_forward=1",
+        "--tmpfs",
+        "/run",
+        "--tmpfs",
+        "/run/lock",
+        "--tmpfs",
+        "/tmp",
+        "-v",
+        f"{host.docker_volume}:/var/lib/docker",
+        "-v",
+        f"{authorized}:/etc/ssh/zk0-lab-authorized_keys:ro",
+        "--stop-signal",
+        "SIGRTMIN+3",
+    ]
     for cap in HOST_CAPS:
         argv += ["--cap-add", cap]
     if host.role == "client":
@@ -177,8 +236,9 @@ def wait_tcp(address: str, port: int, timeout: float, what: str) -> None:
                 return
         except OSError:
             time.sleep(0.5)
-    raise d.LabError(f"{what} at {address}:{port} did not answer within {timeout:.0f} s: "
-                     "see `docker logs` of its container.")
+    raise d.LabError(
+        f"{what} at {address}:{port} did not answer within {timeout:.0f} s: see `docker logs` of its container."
+    )
 
 
 def record_host_keys(cfg: LabConfig, hosts: list[LabHost]) -> None:
@@ -191,8 +251,9 @@ def record_host_keys(cfg: LabConfig, hosts: list[LabHost]) -> None:
         wait_tcp(host.address, 22, 90, f"SSH on lab host {host.name}")
         deadline = time.monotonic() + 60
         while True:
-            scan = subprocess.run(["ssh-keyscan", "-T", "5", "-t", "ed25519", host.address],
-                                  capture_output=True, text=True, check=False)
+            scan = subprocess.run(
+                ["ssh-keyscan", "-T", "5", "-t", "ed25519", host.address], capture_output=True, text=True, check=False
+            )
             if scan.stdout.strip():
                 break
             if time.monotonic() > deadline:
@@ -202,12 +263,25 @@ def record_host_keys(cfg: LabConfig, hosts: list[LabHost]) -> None:
     cfg.known_hosts.write_text("\n".join(lines) + "\n")
 
 
-def ssh(cfg: LabConfig, host: LabHost, command: str, timeout: float = 300, check: bool = True,
-        binary: bool = False) -> subprocess.CompletedProcess:
+def ssh(
+    cfg: LabConfig, host: LabHost, command: str, timeout: float = 300, check: bool = True, binary: bool = False
+) -> subprocess.CompletedProcess:
     """Run a shell command on a lab host over SSH, as Ansible does."""
-    argv = ["ssh", "-i", str(cfg.ssh_key), "-o", f"UserKnownHostsFile={cfg.known_hosts}",
-            "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10",
-            f"root@{host.address}", command]
+    argv = [
+        "ssh",
+        "-i",
+        str(cfg.ssh_key),
+        "-o",
+        f"UserKnownHostsFile={cfg.known_hosts}",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "ConnectTimeout=10",
+        f"root@{host.address}",
+        command,
+    ]
     result = subprocess.run(argv, capture_output=True, text=not binary, timeout=timeout, check=False)
     if check and result.returncode != 0:
         err = result.stderr if isinstance(result.stderr, str) else result.stderr.decode(errors="replace")
@@ -226,8 +300,10 @@ def up(cfg: LabConfig, with_spare: bool = False) -> list[LabHost]:
     ensure_registry(cfg)
     started = time.monotonic()
     pushed = push_image(cfg)
-    print(f"lab: registry {cfg.registry_address}:{cfg.registry_port} has {cfg.zk0_image}"
-          f" ({'pushed in %.0f s' % (time.monotonic() - started) if pushed else 'already there'})")
+    print(
+        f"lab: registry {cfg.registry_address}:{cfg.registry_port} has {cfg.zk0_image}"
+        f" ({'pushed in %.0f s' % (time.monotonic() - started) if pushed else 'already there'})"
+    )
     created = [h for h in hosts if ensure_host(cfg, h)]
     record_host_keys(cfg, hosts)
     for host in hosts:
@@ -249,8 +325,11 @@ def remove_host(cfg: LabConfig, host: LabHost) -> None:
 def down(cfg: LabConfig, keep_state: bool = False) -> list[str]:
     """Remove every container, volume and network labelled as the lab's; nothing else."""
     removed = []
-    for kind, lister in (("container", ["ps", "-aq"]), ("volume", ["volume", "ls", "-q"]),
-                         ("network", ["network", "ls", "-q"])):
+    for kind, lister in (
+        ("container", ["ps", "-aq"]),
+        ("volume", ["volume", "ls", "-q"]),
+        ("network", ["network", "ls", "-q"]),
+    ):
         ids = d.docker(*lister, "--filter", f"label={LABEL}").stdout.split()
         if not ids:
             continue

@@ -88,8 +88,13 @@ def train(msg: Message, context: Context) -> Message:
     evaluate_first = bool(msg.content["config"].get(EVAL_BEFORE_TRAIN, False))
     result = trainer.train(from_array_record(msg.content["arrays"]), server_round, proximal_mu, evaluate_first)
     arrays = inject_fault(result.arrays, context.node_config.get("fault-injection", ""))
-    log.info("round %d: %s trained, loss %.4f -> %.4f", server_round, label,
-             result.metrics["train-loss-start"], result.metrics["train-loss-end"])  # fmt: skip
+    log.info(
+        "round %d: %s trained, loss %.4f -> %.4f",
+        server_round,
+        label,
+        result.metrics["train-loss-start"],
+        result.metrics["train-loss-end"],
+    )
     return _reply(msg, label, result.metrics, arrays)
 
 

@@ -31,23 +31,44 @@ def write_sim_connection(name: str, home: Path | None = None) -> Path:
     return update_connection(name, {"address": LOCAL_ADDRESS}, home, make_default=False)
 
 
-def configure_simulation(connection: str, num_supernodes: int, cpus_per_node: int, gpus_per_node: float,
-                         home: Path | None = None) -> str:  # fmt: skip
+def configure_simulation(
+    connection: str, num_supernodes: int, cpus_per_node: int, gpus_per_node: float, home: Path | None = None
+) -> str:
     """Set the virtual nodes and their resources on the SuperLink's simulation federation
     (stored in its database, so it holds for every later `flwr run`)."""
     env = flower_env(Path(home) if home else flwr_home())
     flwr = flower_bin("flwr")
-    listing = subprocess.run([flwr, "federation", "ls", connection, "--format", "json"], env=env,
-                             capture_output=True, text=True, check=True, timeout=60)  # fmt: skip
+    listing = subprocess.run(
+        [flwr, "federation", "ls", connection, "--format", "json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
     federations = [f["id"] for f in json.loads(listing.stdout)["federations"] if f.get("simulation")]
     if not federations:
         raise RuntimeError(f"SuperLink behind '{connection}' has no simulation federation")
     subprocess.run(
-        [flwr, "federation", "simulation-config", federations[0], connection,
-         "--num-supernodes", str(num_supernodes), "--client-resources-num-cpus", str(cpus_per_node),
-         "--client-resources-num-gpus", str(gpus_per_node)],
-        env=env, capture_output=True, text=True, check=True, timeout=60,
-    )  # fmt: skip
+        [
+            flwr,
+            "federation",
+            "simulation-config",
+            federations[0],
+            connection,
+            "--num-supernodes",
+            str(num_supernodes),
+            "--client-resources-num-cpus",
+            str(cpus_per_node),
+            "--client-resources-num-gpus",
+            str(gpus_per_node),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
     return federations[0]
 
 
@@ -67,11 +88,18 @@ def start_sim_superlink(home: Path | None = None, port: int | None = None, timeo
         pass
     argv = [
         flower_bin("flower-superlink"),
-        "--insecure", "--simulation", "--isolation", "subprocess",
+        "--insecure",
+        "--simulation",
+        "--isolation",
+        "subprocess",
         "--disable-runtime-dependency-installation",
-        "--host", "127.0.0.1", "--port", str(port),  # Control, Fleet and Runtime APIs share it
-        "--database", str(state / "state.db"),
-    ]  # fmt: skip
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),  # Control, Fleet and Runtime APIs share it
+        "--database",
+        str(state / "state.db"),
+    ]
     process = start("sim-superlink", argv, state, flower_env(home))
     try:
         wait_for_port("127.0.0.1", port, timeout=timeout, process=process)

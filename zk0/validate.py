@@ -41,7 +41,7 @@ __all__ = [
     "parse_port",
     "parse_san",
     "problems",
-]  # fmt: skip
+]
 
 HOSTPORT_EXAMPLE = "link.example.org:8000"
 SAN_EXAMPLE = "link.example.org"

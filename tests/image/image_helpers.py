@@ -13,6 +13,4 @@ PROXY_IMAGE = os.environ.get("ZK0_PROXY_IMAGE_REF", f"zk0-proxy:{VERSION}")
 
 
 def docker(*args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [DOCKER, *args], capture_output=True, text=True, timeout=timeout, check=check
-    )
+    return subprocess.run([DOCKER, *args], capture_output=True, text=True, timeout=timeout, check=check)

@@ -19,8 +19,16 @@ from image_helpers import DOCKER, IMAGE, PROXY_IMAGE, ROOT, docker
 COMPOSE = ROOT / "docker" / "compose"
 RUNTIME_UID = 49999
 CONNECTION = "zk0-compose-test"
-RUN = {"model": "tiny", "local-steps": 3, "batch-size": 4, "eval-batches": 1, "min-nodes": 2,
-       "num-server-rounds": 1, "output-dir": "/home/zk0/outputs", "run-name": "compose"}
+RUN = {
+    "model": "tiny",
+    "local-steps": 3,
+    "batch-size": 4,
+    "eval-batches": 1,
+    "min-nodes": 2,
+    "num-server-rounds": 1,
+    "output-dir": "/home/zk0/outputs",
+    "run-name": "compose",
+}
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -28,13 +36,18 @@ pytestmark = pytest.mark.timeout(900)
 def compose(project: str, file: str, env: dict[str, str], *args: str, timeout=300):
     return subprocess.run(
         [DOCKER, "compose", "-p", project, "-f", str(COMPOSE / file), *args],
-        capture_output=True, text=True, timeout=timeout, env={**os.environ, **env}, check=False,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **env},
+        check=False,
     )
 
 
 def docker0_address() -> str:
-    out = subprocess.run(["ip", "-4", "-o", "addr", "show", "docker0"], capture_output=True,
-                         text=True, check=True).stdout
+    out = subprocess.run(
+        ["ip", "-4", "-o", "addr", "show", "docker0"], capture_output=True, text=True, check=True
+    ).stdout
     return out.split()[3].split("/")[0]
 
 
@@ -47,8 +60,14 @@ def free_port() -> int:
 
 
 def container_id(project: str, service: str) -> str:
-    return docker("ps", "-aq", "--filter", f"label=com.docker.compose.project={project}",
-                  "--filter", f"label=com.docker.compose.service={service}").stdout.split()[0]
+    return docker(
+        "ps",
+        "-aq",
+        "--filter",
+        f"label=com.docker.compose.project={project}",
+        "--filter",
+        f"label=com.docker.compose.service={service}",
+    ).stdout.split()[0]
 
 
 def test_one_round_across_two_client_stacks(image, tmp_path):
@@ -73,12 +92,19 @@ def test_one_round_across_two_client_stacks(image, tmp_path):
     admin_home = tmp_path / "admin"
     admin_env = launch.flower_env(admin_home)
     try:
-        server_env = {"ZK0_IMAGE": IMAGE, "ZK0_PROXY_IMAGE": PROXY_IMAGE, "ZK0_CERTS_DIR": str(server.cert.parent),
-                      "ZK0_TLS_KEY_FILE": str(server.key), "ZK0_SUPERLINK_BIND": host,
-                      "ZK0_ADMIN_TOKEN_FILE": str(creds / "superlink" / "admin.token"),
-                      "ZK0_SUPEREXEC_SECRET_FILE": str(creds / "superlink" / "superexec.secret"),
-                      "ZK0_ADMIN_BIND": "127.0.0.1", "ZK0_ADMIN_PORT": str(admin_port),
-                      "ZK0_SUPERLINK_PORT": str(port), "ZK0_HF_HUB_OFFLINE": "1"}
+        server_env = {
+            "ZK0_IMAGE": IMAGE,
+            "ZK0_PROXY_IMAGE": PROXY_IMAGE,
+            "ZK0_CERTS_DIR": str(server.cert.parent),
+            "ZK0_TLS_KEY_FILE": str(server.key),
+            "ZK0_SUPERLINK_BIND": host,
+            "ZK0_ADMIN_TOKEN_FILE": str(creds / "superlink" / "admin.token"),
+            "ZK0_SUPEREXEC_SECRET_FILE": str(creds / "superlink" / "superexec.secret"),
+            "ZK0_ADMIN_BIND": "127.0.0.1",
+            "ZK0_ADMIN_PORT": str(admin_port),
+            "ZK0_SUPERLINK_PORT": str(port),
+            "ZK0_HF_HUB_OFFLINE": "1",
+        }
         # server.yml mounts ca.pem from ZK0_CERTS_DIR next to superlink.pem
         (server.cert.parent / "ca.pem").write_bytes(server.ca_cert.read_bytes())
         project = f"zk0-fed-{tag}-server"
@@ -115,17 +141,22 @@ def test_one_round_across_two_client_stacks(image, tmp_path):
                 SyntheticDatasetConfig(episodes=4, frames_per_episode=20, seed=index),
             )
             subprocess.run(["chmod", "-R", "a+rX", str(tmp_path)], check=True)
-            client_env = {"ZK0_IMAGE": IMAGE, "ZK0_SUPERLINK": f"{host}:{port}",
-                          "ZK0_CA_CERT": str(server.ca_cert),
-                          "ZK0_NODE_KEY_FILE": str(key.private_key),
-                          "ZK0_DATASET_DIR": str(dataset), "ZK0_HF_HUB_OFFLINE": "1"}
+            client_env = {
+                "ZK0_IMAGE": IMAGE,
+                "ZK0_SUPERLINK": f"{host}:{port}",
+                "ZK0_CA_CERT": str(server.ca_cert),
+                "ZK0_NODE_KEY_FILE": str(key.private_key),
+                "ZK0_DATASET_DIR": str(dataset),
+                "ZK0_HF_HUB_OFFLINE": "1",
+            }
             project = f"zk0-fed-{tag}-client-{name}"
             started.append((project, "client.yml", client_env))
             result = compose(project, "client.yml", client_env, "up", "-d")
             assert result.returncode == 0, result.stderr
 
-        submitted = flwr_json(["run", str(ROOT), CONNECTION, "--run-config",
-                               launch.format_node_config(RUN)], admin_env, timeout=300)
+        submitted = flwr_json(
+            ["run", str(ROOT), CONNECTION, "--run-config", launch.format_node_config(RUN)], admin_env, timeout=300
+        )
         assert submitted.get("success"), submitted
         run_id = int(submitted["run-id"])
         deadline = time.monotonic() + 720
@@ -140,11 +171,16 @@ def test_one_round_across_two_client_stacks(image, tmp_path):
         logs = docker("logs", "--tail", "60", server_id, check=False)
         assert info.get("status") == "finished:completed", (info, logs.stdout + logs.stderr)
 
-        found = docker("exec", server_id, "sh", "-c",
-                       "ls /home/zk0/outputs/compose/checkpoints/round_1/model.safetensors && "
-                       "cat /home/zk0/outputs/compose/metrics/round_1.json").stdout
+        found = docker(
+            "exec",
+            server_id,
+            "sh",
+            "-c",
+            "ls /home/zk0/outputs/compose/checkpoints/round_1/model.safetensors && "
+            "cat /home/zk0/outputs/compose/metrics/round_1.json",
+        ).stdout
         assert "model.safetensors" in found
-        metrics = json.loads(found[found.index("{"):])
+        metrics = json.loads(found[found.index("{") :])
         assert len(metrics["train"]["clients"]) == 2, metrics
         for name in ("a", "b"):  # each message ran in a process forked from the warm pool
             node = docker("logs", container_id(f"zk0-fed-{tag}-client-{name}", "supernode"), check=False)
@@ -152,5 +188,3 @@ def test_one_round_across_two_client_stacks(image, tmp_path):
     finally:
         for project, file, env in reversed(started):
             compose(project, file, env, "down", "-v", "--timeout", "5")
-
-

@@ -41,18 +41,24 @@ def compose(project: str, files: list[str], env: dict[str, str], *args: str, tim
     for name in files:
         command += ["-f", str(COMPOSE / name)]
     return subprocess.run(
-        [*command, *args], capture_output=True, text=True, timeout=timeout,
-        env={**os.environ, **env}, check=False,
+        [*command, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **env},
+        check=False,
     )
 
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory) -> Path:
     directory = tmp_path_factory.mktemp("pki")
-    for args in (["pki", "ca", "--dir", str(directory)],
-                 ["pki", "superlink-cert", "--dir", str(directory), "--san", "127.0.0.1"],
-                 ["pki", "node-key", "--dir", str(directory)],
-                 ["admin", "token", str(directory / "admin.token")]):
+    for args in (
+        ["pki", "ca", "--dir", str(directory)],
+        ["pki", "superlink-cert", "--dir", str(directory), "--san", "127.0.0.1"],
+        ["pki", "node-key", "--dir", str(directory)],
+        ["admin", "token", str(directory / "admin.token")],
+    ):
         subprocess.run([ZK0, *args], check=True, capture_output=True, timeout=60)
     (directory / "superexec.secret").write_bytes(os.urandom(32))
     os.chmod(directory / "superexec.secret", 0o600)
@@ -79,8 +85,14 @@ def stack():
 
 
 def container_of(project: str, service: str) -> dict:
-    name = docker("ps", "-aq", "--filter", f"label=com.docker.compose.project={project}",
-                  "--filter", f"label=com.docker.compose.service={service}").stdout.split()[0]
+    name = docker(
+        "ps",
+        "-aq",
+        "--filter",
+        f"label=com.docker.compose.project={project}",
+        "--filter",
+        f"label=com.docker.compose.service={service}",
+    ).stdout.split()[0]
     return json.loads(docker("inspect", name).stdout)[0]
 
 
@@ -95,12 +107,19 @@ def wait_for(predicate, timeout: float, interval: float = 1.0):
 
 
 def server_env(pki: Path, port: int, admin_port: int, bind: str = "127.0.0.1") -> dict[str, str]:
-    return {"ZK0_IMAGE": IMAGE, "ZK0_PROXY_IMAGE": PROXY_IMAGE, "ZK0_CERTS_DIR": str(pki),
-            "ZK0_TLS_KEY_FILE": str(pki / "superlink.key"),
-            "ZK0_ADMIN_TOKEN_FILE": str(pki / "admin.token"),
-            "ZK0_SUPEREXEC_SECRET_FILE": str(pki / "superexec.secret"),
-            "ZK0_SUPERLINK_BIND": bind, "ZK0_SUPERLINK_PORT": str(port),
-            "ZK0_ADMIN_BIND": "127.0.0.1", "ZK0_ADMIN_PORT": str(admin_port), "ZK0_HF_HUB_OFFLINE": "1"}
+    return {
+        "ZK0_IMAGE": IMAGE,
+        "ZK0_PROXY_IMAGE": PROXY_IMAGE,
+        "ZK0_CERTS_DIR": str(pki),
+        "ZK0_TLS_KEY_FILE": str(pki / "superlink.key"),
+        "ZK0_ADMIN_TOKEN_FILE": str(pki / "admin.token"),
+        "ZK0_SUPEREXEC_SECRET_FILE": str(pki / "superexec.secret"),
+        "ZK0_SUPERLINK_BIND": bind,
+        "ZK0_SUPERLINK_PORT": str(port),
+        "ZK0_ADMIN_BIND": "127.0.0.1",
+        "ZK0_ADMIN_PORT": str(admin_port),
+        "ZK0_HF_HUB_OFFLINE": "1",
+    }
 
 
 def test_server_stack_front_door(pki, stack, tmp_path):
@@ -114,8 +133,9 @@ def test_server_stack_front_door(pki, stack, tmp_path):
     def healthy():
         return all(container_of(project, s)["State"].get("Health", {}).get("Status") == "healthy" for s in services)
 
-    assert wait_for(healthy, 180, 2), "\n".join(docker("logs", container_of(project, s)["Id"]).stderr[-1500:]
-                                               for s in services)
+    assert wait_for(healthy, 180, 2), "\n".join(
+        docker("logs", container_of(project, s)["Id"]).stderr[-1500:] for s in services
+    )
     secrets = [(pki / name).read_text(errors="replace").strip() for name in ("superlink.key", "admin.token")]
     for service in services:
         info = container_of(project, service)
@@ -130,15 +150,25 @@ def test_server_stack_front_door(pki, stack, tmp_path):
         assert published == ({"8000/tcp", "8001/tcp"} if service == "proxy" else set()), (service, published)
     superlink = container_of(project, "superlink")
     command = " ".join(superlink["Config"]["Cmd"] or []) + " " + " ".join(superlink["Args"])
-    for flag in ("--enable-supernode-auth", "--disable-runtime-dependency-installation", "--isolation=process",
-                 "--superexec-auth-secret-file"):
+    for flag in (
+        "--enable-supernode-auth",
+        "--disable-runtime-dependency-installation",
+        "--isolation=process",
+        "--superexec-auth-secret-file",
+    ):
         assert flag in command
 
     # The ServerApp's container cannot read the TLS key or the database (as its process would try).
     superexec = container_of(project, "superexec")["Id"]
-    probe = docker("exec", superexec, "python", "-c",
-                   "import pathlib,sys; paths=['/run/secrets/superlink_key','/var/lib/zk0/superlink.db'];"
-                   "sys.exit(sum(pathlib.Path(p).exists() for p in paths))", check=False)
+    probe = docker(
+        "exec",
+        superexec,
+        "python",
+        "-c",
+        "import pathlib,sys; paths=['/run/secrets/superlink_key','/var/lib/zk0/superlink.db'];"
+        "sys.exit(sum(pathlib.Path(p).exists() for p in paths))",
+        check=False,
+    )
     assert probe.returncode == 0, "the SuperExec container can see the TLS key or the database"
 
     # The outsider holds ca.pem and reaches the public port; the admin listener wants the token.
@@ -148,13 +178,20 @@ def test_server_stack_front_door(pki, stack, tmp_path):
     no_token = frontdoor.Target("admin, no token", f"127.0.0.1:{admin_port}", ca)
     admin = frontdoor.Target("admin, token", f"127.0.0.1:{admin_port}", ca, token)
     app = ROOT / "bench" / "numpy_app"
-    results = [*frontdoor.probe_control(public, tmp_path, app, 1, 1, "refused"),
-               *frontdoor.probe_routes(public, "refused"), *frontdoor.probe_routes(no_token, "refused"),
-               *frontdoor.probe_routes(admin, "refused")]
+    results = [
+        *frontdoor.probe_control(public, tmp_path, app, 1, 1, "refused"),
+        *frontdoor.probe_routes(public, "refused"),
+        *frontdoor.probe_routes(no_token, "refused"),
+        *frontdoor.probe_routes(admin, "refused"),
+    ]
     ok, said = frontdoor.flwr(admin.home(tmp_path), "ls", "target", "--format", "json")
-    results.append(frontdoor.Result("admin, token", "flwr ls", "allowed", ("allowed" if ok else "refused") + f" ({said})"))
+    results.append(
+        frontdoor.Result("admin, token", "flwr ls", "allowed", ("allowed" if ok else "refused") + f" ({said})")
+    )
     ok, said = frontdoor.flwr(no_token.home(tmp_path), "ls", "target", "--format", "json")
-    results.append(frontdoor.Result("admin, no token", "flwr ls", "refused", ("allowed" if ok else "refused") + f" ({said})"))
+    results.append(
+        frontdoor.Result("admin, no token", "flwr ls", "refused", ("allowed" if ok else "refused") + f" ({said})")
+    )
     print("\n" + frontdoor.table(results))
     assert all(r.ok for r in results), frontdoor.table([r for r in results if not r.ok])
 
@@ -166,10 +203,14 @@ def test_server_stack_front_door(pki, stack, tmp_path):
 def test_client_with_missing_dataset_fails_fast_without_hot_loop(pki, stack, tmp_path):
     dataset_dir = tmp_path / "datasets"
     dataset_dir.mkdir()
-    env = {"ZK0_IMAGE": IMAGE, "ZK0_SUPERLINK": "127.0.0.1:9",
-           "ZK0_CA_CERT": str(pki / "ca.pem"), "ZK0_NODE_KEY_FILE": str(pki / "supernode.key"),
-           "ZK0_DATASET_DIR": str(dataset_dir),
-           "ZK0_DATASET_URI": "local:/data/dataset/so100-does-not-exist"}
+    env = {
+        "ZK0_IMAGE": IMAGE,
+        "ZK0_SUPERLINK": "127.0.0.1:9",
+        "ZK0_CA_CERT": str(pki / "ca.pem"),
+        "ZK0_NODE_KEY_FILE": str(pki / "supernode.key"),
+        "ZK0_DATASET_DIR": str(dataset_dir),
+        "ZK0_DATASET_URI": "local:/data/dataset/so100-does-not-exist",
+    }
     project = stack(["client.yml"], env)
 
     def gave_up():

@@ -16,8 +16,13 @@ def test_superlink_and_supernode_run(run_in):
     assert "1.42.0" in version.stdout
     node = run_in("flower-supernode --help")
     assert node.returncode == 0, node.stderr
-    for flag in ("--superlink", "--root-certificates", "--auth-supernode-private-key",
-                 "--node-config", "--health-server-address"):
+    for flag in (
+        "--superlink",
+        "--root-certificates",
+        "--auth-supernode-private-key",
+        "--node-config",
+        "--health-server-address",
+    ):
         assert flag in node.stdout, flag
     warm = run_in("zk0-supernode --help")  # what the client stack runs
     assert warm.returncode == 0 and "flower-supernode" in warm.stdout, warm.stderr
@@ -25,9 +30,7 @@ def test_superlink_and_supernode_run(run_in):
 
 def test_apps_import_without_network(run_in):
     # --network none: nothing may be installed or fetched at run time.
-    result = run_in(
-        "python -c 'import zk0, lerobot, flwr, torch, sys; print(sys.prefix, zk0.__file__)'"
-    )
+    result = run_in("python -c 'import zk0, lerobot, flwr, torch, sys; print(sys.prefix, zk0.__file__)'")
     assert result.returncode == 0, result.stderr
     prefix, module = result.stdout.split()
     assert prefix == "/opt/zk0/venv"
@@ -51,8 +54,10 @@ def test_environment(inspect):
 
 
 def test_venv_is_read_only_for_the_runtime_user(run_in):
-    result = run_in("touch /opt/zk0/venv/x 2>/dev/null && echo writable || echo read-only; "
-                    "touch $FLWR_HOME/x && touch /var/lib/zk0/x && echo state-ok")
+    result = run_in(
+        "touch /opt/zk0/venv/x 2>/dev/null && echo writable || echo read-only; "
+        "touch $FLWR_HOME/x && touch /var/lib/zk0/x && echo state-ok"
+    )
     assert result.stdout.split() == ["read-only", "state-ok"], result.stderr
 
 
@@ -79,8 +84,9 @@ def test_no_package_caches(run_in):
 
 
 def test_zk0_layer_is_small_and_after_the_dependencies(image):
-    sizes = [int(s) for s in docker("history", "--no-trunc", "--human=false", "--format",
-                                   "{{.Size}}", image).stdout.split()]
+    sizes = [
+        int(s) for s in docker("history", "--no-trunc", "--human=false", "--format", "{{.Size}}", image).stdout.split()
+    ]
     # docker history lists newest first: the zk0 package layer must come before (newer than)
     # the multi-GB dependency layer, so a code change rebuilds only a small layer.
     big = max(range(len(sizes)), key=sizes.__getitem__)

@@ -55,8 +55,9 @@ def _dataset(root: Path, info: dict | str, parts: bool = True) -> Path:
 def _pem_public_key(key, path: Path) -> Path:
     from cryptography.hazmat.primitives import serialization
 
-    path.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
-                                                   serialization.PublicFormat.SubjectPublicKeyInfo))
+    path.write_bytes(
+        key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
     return path
 
 
@@ -152,7 +153,8 @@ NAMES = [
     *("check: missing dir", "check: no meta/", "check: hf offline", "check: hf refused", "check: corrupt info"),
     *("check: no meta/episodes", "check: zero episodes", "check: zero frames", "check: v2.1", "synth: user dir"),
     *("pki ca: --dir is a file", "pki node-key: --dir under a file", "pki superlink-cert: --dir is a file"),
-    "pki node-key: PEM key", "node register: a PEM public key",
+    "pki node-key: PEM key",
+    "node register: a PEM public key",
 ]
 
 
@@ -178,15 +180,33 @@ def test_zk0bot_failures_show_no_secret(tmp_path: Path) -> None:
     from zk0.deploy import launch, pki
 
     ca = pki.create_ca(tmp_path / "ca").cert
-    env = {**os.environ, **SECRETS, "ZK0BOT_HOME": str(tmp_path / "home"), "FLWR_HOME": str(tmp_path / "flwr"),
-           "COLUMNS": "200", "NO_COLOR": "1"}
+    env = {
+        **os.environ,
+        **SECRETS,
+        "ZK0BOT_HOME": str(tmp_path / "home"),
+        "FLWR_HOME": str(tmp_path / "flwr"),
+        "COLUMNS": "200",
+        "NO_COLOR": "1",
+    }
     client = ["client", "start", "--dataset", "local:/srv/ds", "--ca", str(ca), "--check"]
     cases = {
         "bad address": [*client, "--superlink", "host:99999"],
-        "secret as --var": [*client, "--superlink", "link.example.org:8000",
-                            "--var", f"supernode_hf_token={SECRETS['HF_TOKEN']}"],
-        "closed port": ["doctor", "--check", "superlink", "--superlink", f"127.0.0.1:{launch.free_port()}",
-                        "--ca", str(ca)],
+        "secret as --var": [
+            *client,
+            "--superlink",
+            "link.example.org:8000",
+            "--var",
+            f"supernode_hf_token={SECRETS['HF_TOKEN']}",
+        ],
+        "closed port": [
+            "doctor",
+            "--check",
+            "superlink",
+            "--superlink",
+            f"127.0.0.1:{launch.free_port()}",
+            "--ca",
+            str(ca),
+        ],
         "missing key": ["server", "enroll", str(tmp_path / "absent.pub"), "--name", "x", "--no-register"],
     }
 

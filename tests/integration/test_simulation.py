@@ -52,8 +52,13 @@ def simulation(tmp_path_factory):
 def flwr_run(env: dict, run_config: str) -> str:
     result = subprocess.run(
         [FLWR, "run", str(REPO), "local-sim", "--stream", "--run-config", run_config],
-        env=env, capture_output=True, text=True, timeout=840, cwd=REPO, check=False,
-    )  # fmt: skip
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=840,
+        cwd=REPO,
+        check=False,
+    )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
     return output

@@ -53,30 +53,47 @@ def test_site_converges_then_changes_nothing(lab: LabConfig) -> None:
     with _as_admin(lab):
         from zk0.deploy import enrollment
 
-        registered = {n.fingerprint for n in enrollment.list_nodes(federation.CONNECTION)
-                      if n.status != enrollment.UNREGISTERED}
+        registered = {
+            n.fingerprint for n in enrollment.list_nodes(federation.CONNECTION) if n.status != enrollment.UNREGISTERED
+        }
         for client in lab.clients:
             key = enrollment.load_public_key(lab.state_dir / "fetched" / "node-keys" / f"{client.name}.pub")
             assert enrollment.fingerprint(key) in registered, client.name
 
     # A client host is not the admin: on both of the proxy's listeners, submitting a run fails.
-    knock = ("import ssl,sys,urllib.request as u\n"
-             "ctx=ssl.create_default_context(); ctx.check_hostname=False; ctx.verify_mode=ssl.CERT_NONE\n"
-             "for port in sys.argv[1:]:\n"
-             "    try: u.urlopen(u.Request(f'https://{HOST}:{port}/v1/control/start-run', data=b'x', method='POST'),"
-             " context=ctx, timeout=10); print(port, 200)\n"
-             "    except u.HTTPError as e: print(port, e.code)\n").replace("{HOST}", lab.server.address)
-    out = hosts.ssh(lab, lab.clients[0], f"python3 -c \"{knock}\" 8000 8001").stdout.split()
+    knock = (
+        "import ssl,sys,urllib.request as u\n"
+        "ctx=ssl.create_default_context(); ctx.check_hostname=False; ctx.verify_mode=ssl.CERT_NONE\n"
+        "for port in sys.argv[1:]:\n"
+        "    try: u.urlopen(u.Request(f'https://{HOST}:{port}/v1/control/start-run', data=b'x', method='POST'),"
+        " context=ctx, timeout=10); print(port, 200)\n"
+        "    except u.HTTPError as e: print(port, e.code)\n"
+    ).replace("{HOST}", lab.server.address)
+    out = hosts.ssh(lab, lab.clients[0], f'python3 -c "{knock}" 8000 8001').stdout.split()
     assert out == ["8000", "404", "8001", "401"], out
     # zk0bot's doctor, from the admin machine: the SuperLink answers TLS with a certificate
     # that the lab CA signed for the server's address.
-    doctor = subprocess.run([str(Path(sys.executable).parent / "zk0bot"), "doctor", "--check", "superlink",
-                             "--superlink", lab.superlink_address, "--ca", str(lab.pki_dir / "ca.pem")],
-                            capture_output=True, text=True, timeout=120, check=False)
+    doctor = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "zk0bot"),
+            "doctor",
+            "--check",
+            "superlink",
+            "--superlink",
+            lab.superlink_address,
+            "--ca",
+            str(lab.pki_dir / "ca.pem"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert doctor.returncode == 0, doctor.stdout + doctor.stderr
     for client in lab.clients:
-        ps = hosts.ssh(lab, client, "docker ps --filter label=com.docker.compose.project=zk0-client "
-                                    "--format '{{.Status}}'").stdout
+        ps = hosts.ssh(
+            lab, client, "docker ps --filter label=com.docker.compose.project=zk0-client --format '{{.Status}}'"
+        ).stdout
         assert "(healthy)" in ps, (client.name, ps)
 
 
@@ -113,8 +130,7 @@ def test_two_rounds_across_hosts_and_the_checkpoint_loads(lab: LabConfig, tmp_pa
 def test_a_client_host_stopped_mid_run(lab: LabConfig) -> None:
     victim = lab.host("client-2")
     name = "host-lost"
-    run_id = federation.submit(lab, federation.run_config(
-        3, 6, name, **{"min-nodes": 1, "round-timeout": 90.0}))
+    run_id = federation.submit(lab, federation.run_config(3, 6, name, **{"min-nodes": 1, "round-timeout": 90.0}))
     deadline = time.monotonic() + 600
     while not any(r["round"] == 1 for r in federation.round_records(lab, name)):
         assert time.monotonic() < deadline, "round 1 never finished"
@@ -136,30 +152,37 @@ def test_unenrolled_host_refused_until_the_inventory_lists_it(lab: LabConfig, tm
     # registry (the roles' archive path).
     hosts.add_host(lab, spare, archive=hosts.save_image_archive(lab))
     extra = tmp_path / "spare.yml"
-    extra.write_text(f"zk0_clients:\n  hosts:\n    {spare.name}:\n      ansible_host: {spare.address}\n"
-                     f"      supernode_image: {lab.zk0_image}\n      supernode_image_source: archive\n"
-                     f"      supernode_image_archive: {hosts.ARCHIVE_MOUNT}\n"
-                     "      supernode_wait_timeout: 150\n")
+    extra.write_text(
+        f"zk0_clients:\n  hosts:\n    {spare.name}:\n      ansible_host: {spare.address}\n"
+        f"      supernode_image: {lab.zk0_image}\n      supernode_image_source: archive\n"
+        f"      supernode_image_archive: {hosts.ARCHIVE_MOUNT}\n"
+        "      supernode_wait_timeout: 150\n"
+    )
 
     # The node comes up with a key the SuperLink has never seen: it is refused, and the play
     # says what to do (send the fetched public key to the admin).
     with pytest.raises(LabError) as refused:
-        provision.playbook(lab, "client.yml", limit=spare.name, extra_inventory=[extra], echo=False,
-                           log_name="spare-refused")
+        provision.playbook(
+            lab, "client.yml", limit=spare.name, extra_inventory=[extra], echo=False, log_name="spare-refused"
+        )
     assert "did not become healthy" in str(refused.value), refused.value
     images = hosts.ssh(lab, spare, "docker images --format '{{.Repository}}:{{.Tag}}'").stdout.split()
     assert images == [lab.zk0_image], images  # loaded from the archive; nothing pulled
     assert "send" in str(refused.value) and f"{spare.name}.pub" in str(refused.value)
-    logs = hosts.ssh(lab, spare, "docker logs $(docker ps -aq --filter label=com.docker.compose.project=zk0-client) 2>&1",
-                     check=False).stdout
+    logs = hosts.ssh(
+        lab,
+        spare,
+        "docker logs $(docker ps -aq --filter label=com.docker.compose.project=zk0-client) 2>&1",
+        check=False,
+    ).stdout
     assert "Failed to activate" in logs or "not registered" in logs.lower() or "412" in logs, logs[-2000:]
 
     # Enroll through the inventory: the server play registers every zk0_clients key.
     provision.playbook(lab, "server.yml", extra_inventory=[extra], echo=False, log_name="spare-enroll")
-    provision.playbook(lab, "client.yml", limit=spare.name, extra_inventory=[extra], echo=False,
-                       log_name="spare-joins")
-    result = federation.run(lab, rounds=1, local_steps=4, timeout=900, run_name="spare-joins",
-                            **{"round-timeout": 120.0})
+    provision.playbook(lab, "client.yml", limit=spare.name, extra_inventory=[extra], echo=False, log_name="spare-joins")
+    result = federation.run(
+        lab, rounds=1, local_steps=4, timeout=900, run_name="spare-joins", **{"round-timeout": 120.0}
+    )
     assert result.status == "finished:completed", result
     # client-2 is gone: the two trainers are client-1 and the new host.
     assert _clients_per_round(result) == {1: 2}, result.rounds

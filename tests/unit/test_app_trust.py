@@ -55,8 +55,9 @@ def test_a_bad_hash_in_the_variable_is_named() -> None:
         trust.load_allowlist({trust.FILE_ENV: "", trust.HASHES_ENV: f"{A},xyz"})
 
 
-def test_empty_allowlist_says_so_at_start(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-                                          caplog: pytest.LogCaptureFixture) -> None:  # fmt: skip
+def test_empty_allowlist_says_so_at_start(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     monkeypatch.setenv(trust.FILE_ENV, str(tmp_path / "empty.txt"))
     (tmp_path / "empty.txt").write_text("")
     monkeypatch.delenv(trust.HASHES_ENV, raising=False)
@@ -67,8 +68,9 @@ def test_empty_allowlist_says_so_at_start(monkeypatch: pytest.MonkeyPatch, tmp_p
     assert "no app is trusted" in caplog.text and trust.HASHES_ENV in caplog.text
 
 
-def test_a_bad_allowlist_stops_the_node_before_it_starts(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-                                                         capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+def test_a_bad_allowlist_stops_the_node_before_it_starts(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     (tmp_path / "t.txt").write_text("oops\n")
     monkeypatch.setenv(trust.FILE_ENV, str(tmp_path / "t.txt"))
     assert launcher.main(["--superlink", "link:8000"]) == 2
@@ -106,8 +108,9 @@ def test_zk0_app_hash_of_a_non_app_fails(tmp_path: Path) -> None:
     assert result.exit_code == 1 and "pyproject.toml" in result.output
 
 
-def test_untrusted_bundle_is_refused_before_install(caplog: pytest.LogCaptureFixture,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_untrusted_bundle_is_refused_before_install(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     installed = []
     guarded = trust.guarded_install(lambda fab, **kw: installed.append(fab) or Path("/x"), frozenset({A}))
     monkeypatch.setattr(logging.getLogger("zk0.supernode"), "propagate", True)

@@ -12,11 +12,27 @@ from zk0.bot.errors import ExitCode
 from zk0.deploy import pki
 
 COMMANDS = [
-    [], ["client"], ["client", "start"], ["client", "stop"], ["client", "status"], ["client", "logs"],
-    ["server"], ["server", "start"], ["server", "stop"], ["server", "status"], ["server", "logs"],
-    ["server", "enroll"], ["server", "remove"], ["server", "nodes"], ["server", "run"],
-    ["keys"], ["keys", "show"], ["keys", "create"], ["doctor"], ["paths"],
-]  # fmt: skip
+    [],
+    ["client"],
+    ["client", "start"],
+    ["client", "stop"],
+    ["client", "status"],
+    ["client", "logs"],
+    ["server"],
+    ["server", "start"],
+    ["server", "stop"],
+    ["server", "status"],
+    ["server", "logs"],
+    ["server", "enroll"],
+    ["server", "remove"],
+    ["server", "nodes"],
+    ["server", "run"],
+    ["keys"],
+    ["keys", "show"],
+    ["keys", "create"],
+    ["doctor"],
+    ["paths"],
+]
 
 
 @pytest.fixture

@@ -23,8 +23,12 @@ def test_ssh_target_splits_user_address_port_and_key(tmp_path: Path) -> None:
     key = tmp_path / "id"
     target = playbook.Target("root@10.0.0.5", ssh_port=2222, ssh_key=key)
     assert target.name == "10.0.0.5"
-    assert target.host_vars() == {"ansible_host": "10.0.0.5", "ansible_user": "root", "ansible_port": 2222,
-                                  "ansible_ssh_private_key_file": str(key.resolve())}  # fmt: skip
+    assert target.host_vars() == {
+        "ansible_host": "10.0.0.5",
+        "ansible_user": "root",
+        "ansible_port": 2222,
+        "ansible_ssh_private_key_file": str(key.resolve()),
+    }
     assert playbook.Target("lab-node-1").host_vars() == {"ansible_host": "lab-node-1"}
 
 
@@ -47,9 +51,16 @@ def test_inventory_is_private_and_has_one_host_in_the_group(tmp_path: Path) -> N
     path = playbook.write_inventory(tmp_path / "inv.json", "zk0_clients", playbook.Target("ops@192.0.2.7"), {"k": "v"})
     assert path.stat().st_mode & 0o777 == 0o600
     data = json.loads(path.read_text())
-    assert data == {"all": {"children": {"zk0_clients": {"hosts": {"192.0.2.7": {"ansible_host": "192.0.2.7",
-                                                                                   "ansible_user": "ops"}},
-                                                           "vars": {"k": "v"}}}}}  # fmt: skip
+    assert data == {
+        "all": {
+            "children": {
+                "zk0_clients": {
+                    "hosts": {"192.0.2.7": {"ansible_host": "192.0.2.7", "ansible_user": "ops"}},
+                    "vars": {"k": "v"},
+                }
+            }
+        }
+    }
 
 
 def test_assets_are_found_in_the_checkout_or_where_the_env_points(tmp_path: Path, monkeypatch) -> None:

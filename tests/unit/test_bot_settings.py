@@ -18,11 +18,15 @@ def ca(tmp_path: Path) -> Path:
 
 def test_local_dataset_is_mounted_and_hf_passes_through(tmp_path: Path) -> None:
     assert client.dataset_vars(f"local:{tmp_path}", local_target=True) == {
-        "supernode_dataset_uri": "local:/data/dataset", "supernode_dataset_dir": str(tmp_path)}  # fmt: skip
+        "supernode_dataset_uri": "local:/data/dataset",
+        "supernode_dataset_dir": str(tmp_path),
+    }
     # On a remote host the directory is not checked here (the role's container check does it).
     assert client.dataset_vars("local:/srv/elsewhere", local_target=False)["supernode_dataset_dir"] == "/srv/elsewhere"
     assert client.dataset_vars("hf:lab/so101@v1", local_target=True) == {
-        "supernode_dataset_uri": "hf:lab/so101@v1", "supernode_dataset_dir": ""}  # fmt: skip
+        "supernode_dataset_uri": "hf:lab/so101@v1",
+        "supernode_dataset_dir": "",
+    }
 
 
 @pytest.mark.parametrize(
@@ -36,15 +40,21 @@ def test_bad_datasets_say_what_to_pass(dataset: str, code: ExitCode) -> None:
 
 
 def test_client_group_vars_satisfy_the_role_and_carry_the_ca_text(tmp_path: Path, ca: Path) -> None:
-    s = client.ClientSettings(dataset=f"local:{tmp_path}", superlink="link.example.org:8000", ca=str(ca), gpu=False,
-                              extra_vars={"supernode_wandb_mode": "online"})  # fmt: skip
+    s = client.ClientSettings(
+        dataset=f"local:{tmp_path}",
+        superlink="link.example.org:8000",
+        ca=str(ca),
+        gpu=False,
+        extra_vars={"supernode_wandb_mode": "online"},
+    )
     gv = client.group_vars(s, tmp_path / "keys", start=False)
     assert gv["supernode_ca_cert"] == ca.read_text()
     assert gv["supernode_superlink_address"] == "link.example.org:8000"
     assert gv["supernode_start"] is False and gv["supernode_gpu"] is False
     assert gv["supernode_wandb_mode"] == "online"  # --var wins over the defaults
-    assert gv["supernode_image"] == client.DEFAULT_IMAGE and not any("token" in k or "key" in k.split("_")[-1:]
-                                                                      for k in gv if k != "supernode_ca_cert")  # fmt: skip
+    assert gv["supernode_image"] == client.DEFAULT_IMAGE and not any(
+        "token" in k or "key" in k.split("_")[-1:] for k in gv if k != "supernode_ca_cert"
+    )
     # What the role requires (meta/argument_specs.yml required: true) is always there.
     assert {"supernode_image", "supernode_superlink_address"} <= gv.keys()
 
@@ -72,7 +82,8 @@ def test_server_vars_list_enrolled_nodes_and_keep_the_ca_local(tmp_path: Path) -
     s = server.ServerSettings(sans=["link.example.org"])
     gv = server.group_vars(s, tmp_path / "home")
     assert gv["superlink_authorized_nodes"] == [
-        {"name": "gpu-1", "public_key_file": str(tmp_path / "home" / "server" / "node-keys" / "gpu-1.pub")}]  # fmt: skip
+        {"name": "gpu-1", "public_key_file": str(tmp_path / "home" / "server" / "node-keys" / "gpu-1.pub")}
+    ]
     assert gv["superlink_pki_local_dir"] == str(tmp_path / "home" / "server" / "pki")
     assert gv["superlink_unregister_unlisted"] is True
     # The Control API is on the proxy's admin listener: loopback by default (SSH tunnel), or its private address.

@@ -44,17 +44,23 @@ def ca(tmp_path: Path) -> Path:
     return pki.create_ca(tmp_path / "ca").cert
 
 
-def _client(runner: CliRunner, ca: Path, *extra: str, superlink: str = "link.example.org:8000",
-            dataset: str = "hf:owner/name"):  # fmt: skip
-    return runner.invoke(app, ["client", "start", "--superlink", superlink, "--dataset", dataset, "--ca", str(ca),
-                               *extra])  # fmt: skip
+def _client(
+    runner: CliRunner, ca: Path, *extra: str, superlink: str = "link.example.org:8000", dataset: str = "hf:owner/name"
+):
+    return runner.invoke(
+        app, ["client", "start", "--superlink", superlink, "--dataset", dataset, "--ca", str(ca), *extra]
+    )
 
 
 @pytest.mark.parametrize(
     ("superlink", "says"),
-    [("host:99999", "port '99999' is not 1-65535"), ("host:0", "port '0' is not 1-65535"),
-     ("https://host", "has a scheme (https://)"), ("host", "has no port")],
-)  # fmt: skip
+    [
+        ("host:99999", "port '99999' is not 1-65535"),
+        ("host:0", "port '0' is not 1-65535"),
+        ("https://host", "has a scheme (https://)"),
+        ("host", "has no port"),
+    ],
+)
 def test_client_start_refuses_a_bad_superlink(runner, runs, ca, superlink: str, says: str) -> None:
     result = _client(runner, ca, superlink=superlink)
     assert result.exit_code == ExitCode.USAGE, result.output
@@ -71,10 +77,14 @@ def test_client_start_refuses_a_bad_dataset_uri_with_zk0s_parser(runner, runs, c
 
 @pytest.mark.parametrize(
     ("args", "says"),
-    [(["--port", "-5"], "--port -5: port -5 is out of range"), (["--port", "70000"], "port 70000 is out of range"),
-     (["--san", "https://link.example.org:8000"], "has a scheme"), (["--san", "link.example.org:8000"], "has a port"),
-     (["--san", "ok.example.org", "--address", "ok.example.org:99999"], "--address 'ok.example.org:99999'")],
-)  # fmt: skip
+    [
+        (["--port", "-5"], "--port -5: port -5 is out of range"),
+        (["--port", "70000"], "port 70000 is out of range"),
+        (["--san", "https://link.example.org:8000"], "has a scheme"),
+        (["--san", "link.example.org:8000"], "has a port"),
+        (["--san", "ok.example.org", "--address", "ok.example.org:99999"], "--address 'ok.example.org:99999'"),
+    ],
+)
 def test_server_start_refuses_bad_ports_sans_and_addresses(runner, runs, args: list[str], says: str) -> None:
     result = runner.invoke(app, ["server", "start", "--check", *args])
     assert result.exit_code == ExitCode.USAGE, result.output
@@ -104,7 +114,8 @@ def test_check_mode_never_writes_the_saved_settings(runner, runs, ca, tmp_path: 
     dry = _client(runner, ca, "--check", superlink="other.example.org:9000", dataset="hf:owner/other")
     assert dry.exit_code == 0 and settings.read_bytes() == saved
     assert runs[-1]["inventory"]["all"]["children"]["zk0_clients"]["vars"]["supernode_superlink_address"] == (
-        "other.example.org:9000")  # fmt: skip
+        "other.example.org:9000"
+    )
     server_settings = tmp_path / "home" / "server" / "settings.json"
     assert runner.invoke(app, ["server", "start", "--check", "--san", "link.example.org"]).exit_code == 0
     assert not server_settings.exists()
@@ -114,18 +125,41 @@ def test_unknown_var_names_are_refused_with_the_known_ones(runner, runs, ca) -> 
     result = _client(runner, ca, "--var", "supernode_wandbmode=online")
     assert result.exit_code == ExitCode.USAGE and not runs
     assert "--var supernode_wandbmode is not a variable of client.yml (roles docker, nvidia, supernode, tailscale)" in (
-        result.stderr)  # fmt: skip
+        result.stderr
+    )
     assert "supernode_wandb_mode" in result.stderr and "docker_install_source" in result.stderr
     assert "supernode_hf_token" not in result.stderr  # secrets are not offered
     server = runner.invoke(app, ["server", "start", "--check", "--var", "supernode_gpu=true"])
     assert server.exit_code == ExitCode.USAGE and "not a variable of server.yml" in server.stderr
-    ok = runner.invoke(app, ["server", "start", "--check", "--san", "l.example.org", "--var", "zk0_server_nvidia=true",
-                             "--var", "superlink_wandb_mode=online", "--var", "ansible_port=2222"])  # fmt: skip
+    ok = runner.invoke(
+        app,
+        [
+            "server",
+            "start",
+            "--check",
+            "--san",
+            "l.example.org",
+            "--var",
+            "zk0_server_nvidia=true",
+            "--var",
+            "superlink_wandb_mode=online",
+            "--var",
+            "ansible_port=2222",
+        ],
+    )
     assert ok.exit_code == 0, ok.output
 
 
-@pytest.mark.parametrize("name", ["supernode_hf_token", "supernode_wandb_api_key", "tailscale_auth_key",
-                                  "ansible_become_password", "my_secret_thing"])  # fmt: skip
+@pytest.mark.parametrize(
+    "name",
+    [
+        "supernode_hf_token",
+        "supernode_wandb_api_key",
+        "tailscale_auth_key",
+        "ansible_become_password",
+        "my_secret_thing",
+    ],
+)
 def test_secret_var_names_are_refused(runner, runs, ca, tmp_path: Path, name: str) -> None:
     result = _client(runner, ca, "--var", f"{name}=s3cr3t-value")
     assert result.exit_code == ExitCode.USAGE and not runs

@@ -10,7 +10,9 @@ def test_checkpoint_round_trip_and_latest_skips_partial_ones(tmp_path, tiny_poli
     rng = np.random.default_rng(0)
     saved = {}
     for server_round in (0, 1, 2):
-        arrays = {n: rng.standard_normal(a.shape).astype(np.float32) for n, a in get_trainable_arrays(tiny_policy).items()}
+        arrays = {
+            n: rng.standard_normal(a.shape).astype(np.float32) for n, a in get_trainable_arrays(tiny_policy).items()
+        }
         set_trainable_arrays(tiny_policy, arrays)
         save_checkpoint(tmp_path, server_round, tiny_policy, pre, post, {"run": "t"})
         saved[server_round] = arrays

@@ -61,9 +61,17 @@ def test_app_modules_are_forgotten_so_the_bundle_is_loaded(monkeypatch: pytest.M
 
 
 def _spec(task_type: TaskType) -> ExecutionSpec:
-    return ExecutionSpec(task_type=task_type, runtime_api_address="127.0.0.1:1", token="t", insecure=True,
-                         root_certificates_path=None, runtime_dependency_install=False, parent_pid=None,
-                         suppress_output=False, task_id=7)  # fmt: skip
+    return ExecutionSpec(
+        task_type=task_type,
+        runtime_api_address="127.0.0.1:1",
+        token="t",
+        insecure=True,
+        root_certificates_path=None,
+        runtime_dependency_install=False,
+        parent_pid=None,
+        suppress_output=False,
+        task_id=7,
+    )
 
 
 def test_pool_takes_clientapp_tasks_only() -> None:
@@ -113,9 +121,11 @@ def test_a_secret_flag_of_our_own_is_refused() -> None:
 def test_a_malformed_superlink_address_or_port_stops_the_launcher_with_the_rule() -> None:
     from zk0.supernode.launcher import UsageError, runtime_api_address
 
-    for args, says in ((["--superlink", "https://link.example.org:8000"], "has a scheme"),
-                       (["--superlink", "link.example.org:99999"], "is not 1-65535"),
-                       (["--superlink", "link.example.org:8000", "--port", "0"], "--port")):
+    for args, says in (
+        (["--superlink", "https://link.example.org:8000"], "has a scheme"),
+        (["--superlink", "link.example.org:99999"], "is not 1-65535"),
+        (["--superlink", "link.example.org:8000", "--port", "0"], "--port"),
+    ):
         with pytest.raises(UsageError, match=says):
             runtime_api_address(args)
     assert runtime_api_address(["--superlink", "link.example.org:8000", "--port", "9095"]) == "127.0.0.1:9095"

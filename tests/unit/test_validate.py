@@ -77,8 +77,9 @@ def test_bad_sans(value: str, says: str) -> None:
     assert says in str(err.value) and str(err.value).startswith("--san")
 
 
-@pytest.mark.parametrize(("value", "ok"), [(1, True), ("65535", True), (0, False), (-5, False), (99999, False),
-                                           ("x", False), (True, False)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("value", "ok"), [(1, True), ("65535", True), (0, False), (-5, False), (99999, False), ("x", False), (True, False)]
+)
 def test_ports(value: object, ok: bool) -> None:
     if ok:
         assert validate.parse_port(value) == int(value)  # type: ignore[arg-type]
@@ -104,17 +105,26 @@ def test_loopback_names() -> None:
 def test_problems_lists_every_bad_value_once(tmp_path: Path) -> None:
     key = tmp_path / "a.pub"
     key.write_text("ecdsa-sha2-nistp384 AAAA x\n")
-    found = validate.problems([
-        ["hostport", "supernode_superlink_address", "host:99999"],
-        ["sans", "superlink_cert_sans", ["ok.example.org", "", "https://h", "h:1"]],
-        ["port", "superlink_admin_port", 0],
-        ["dataset_uri", "supernode_dataset_uri", "hf:owner/name@"],
-        ["file", "supernode_ca_cert_src", str(tmp_path / "missing.pem")],
-        ["dir_writable", "superlink_pki_local_dir", str(key / "sub")],
-        ["authorized_nodes", "superlink_authorized_nodes",
-         [{"name": "a", "public_key_file": str(key)}, {"name": "b", "public_key_file": "/nope.pub"}, {"name": "c"}]],
-        ["hostport", "fine", "[::1]:80"],
-    ])  # fmt: skip
+    found = validate.problems(
+        [
+            ["hostport", "supernode_superlink_address", "host:99999"],
+            ["sans", "superlink_cert_sans", ["ok.example.org", "", "https://h", "h:1"]],
+            ["port", "superlink_admin_port", 0],
+            ["dataset_uri", "supernode_dataset_uri", "hf:owner/name@"],
+            ["file", "supernode_ca_cert_src", str(tmp_path / "missing.pem")],
+            ["dir_writable", "superlink_pki_local_dir", str(key / "sub")],
+            [
+                "authorized_nodes",
+                "superlink_authorized_nodes",
+                [
+                    {"name": "a", "public_key_file": str(key)},
+                    {"name": "b", "public_key_file": "/nope.pub"},
+                    {"name": "c"},
+                ],
+            ],
+            ["hostport", "fine", "[::1]:80"],
+        ]
+    )
     assert len(found) == 9, found
     assert any("'https://h' has a scheme" in f for f in found) and any("'h:1' has a port" in f for f in found)
     assert any("superlink_authorized_nodes[b]" in f and "/nope.pub" in f for f in found)

@@ -22,8 +22,13 @@ from rich.console import Console
 from zk0.bot import client, doctor, keys, playbook, runs, server, state, tunnel
 from zk0.bot.errors import BotError, ExitCode
 
-app = typer.Typer(name="zk0bot", help="zk0bot: run a zk0 node or the federation server.", no_args_is_help=True,
-                  rich_markup_mode=None, pretty_exceptions_enable=False)  # fmt: skip
+app = typer.Typer(
+    name="zk0bot",
+    help="zk0bot: run a zk0 node or the federation server.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+)
 client_app = typer.Typer(help="This node's SuperNode (the client playbook).", no_args_is_help=True)
 server_app = typer.Typer(help="The federation's SuperLink, its nodes and its runs (admin).", no_args_is_help=True)
 keys_app = typer.Typer(help="This node's authentication key.", no_args_is_help=True)
@@ -92,8 +97,10 @@ def _extra_vars(saved: dict[str, object] | None, given: list[str], book: str) ->
     new = playbook.parse_vars(given, book)
     kept, dropped = playbook.known_saved_vars(saved or {}, book) if saved else ({}, [])
     if dropped:
-        err.print(f"note: dropped the saved --var {', '.join(dropped)}: not a variable of {Path(book).name}'s roles, "
-                  "or a secret")  # fmt: skip
+        err.print(
+            f"note: dropped the saved --var {', '.join(dropped)}: not a variable of {Path(book).name}'s roles, "
+            "or a secret"
+        )
     return {**kept, **new}
 
 
@@ -127,14 +134,31 @@ def client_start(
     """Set up this machine (or --host) as a zk0 node with the client playbook and start its SuperNode."""
     saved = client.load_settings()
     extra = _extra_vars(saved.extra_vars if saved else None, var, "client.yml")
-    s = client.merge(saved, dataset=dataset, superlink=superlink, ca=str(ca.resolve()) if ca else "", host=host,
-                     ssh_port=ssh_port, ssh_key=str(ssh_key) if ssh_key else "", image=image,
-                     image_source=image_source, gpu=gpu, extra_vars=extra,
-                     secrets_file=str(secrets_file.resolve()) if secrets_file else "")  # fmt: skip
+    s = client.merge(
+        saved,
+        dataset=dataset,
+        superlink=superlink,
+        ca=str(ca.resolve()) if ca else "",
+        host=host,
+        ssh_port=ssh_port,
+        ssh_key=str(ssh_key) if ssh_key else "",
+        image=image,
+        image_source=image_source,
+        gpu=gpu,
+        extra_vars=extra,
+        secrets_file=str(secrets_file.resolve()) if secrets_file else "",
+    )
     secrets = _secrets(s.secrets_file, ("HF_TOKEN", "WANDB_API_KEY"))
     with _spinner(f"client playbook on {s.target.name}", verbose or ask_become_pass) as status:
-        result, pub = client.start(s, secrets, start_stack=not no_start, check=check,
-                                   ask_become_pass=ask_become_pass, verbose=verbose, status=status)  # fmt: skip
+        result, pub = client.start(
+            s,
+            secrets,
+            start_stack=not no_start,
+            check=check,
+            ask_become_pass=ask_become_pass,
+            verbose=verbose,
+            status=status,
+        )
     _report_playbook(result, check, "client playbook")
     if check:
         return
@@ -152,14 +176,22 @@ def _control(side, where: str, fix: str, action: str, tail: int, ask_become_pass
     with _spinner(f"{action} on the {where}", ask_become_pass):
         result = side.control(action, tail=tail, ask_become_pass=ask_become_pass)
     if result.get("rc") != 0:  # ansible reports a command it could not start without rc
-        raise BotError(f"docker compose {action} failed on the {where}: {(result.get('stderr') or result.get('msg', ''))[-400:]}",
-                       fix)  # fmt: skip
+        raise BotError(
+            f"docker compose {action} failed on the {where}: {(result.get('stderr') or result.get('msg', ''))[-400:]}",
+            fix,
+        )
     return result
 
 
 def _client_control(action: str, tail: int = 100, ask_become_pass: bool = False) -> dict:
-    return _control(client, "node", "is the client set up? run `zk0bot client start` (or `zk0bot doctor`)",
-                    action, tail, ask_become_pass)
+    return _control(
+        client,
+        "node",
+        "is the client set up? run `zk0bot client start` (or `zk0bot doctor`)",
+        action,
+        tail,
+        ask_become_pass,
+    )
 
 
 @client_app.command("stop")
@@ -222,18 +254,30 @@ def server_start(
     """Provision the SuperLink with the server playbook (CA, TLS, enrolled nodes) and write the admin connection."""
     saved = server.load_settings()
     extra = _extra_vars(saved.extra_vars if saved else None, var, "server.yml")
-    s = server.merge(saved, sans=list(san), port=port, address=address, connection=connection, host=host,
-                     ssh_port=ssh_port, ssh_key=str(ssh_key) if ssh_key else "", image=image,
-                     image_source=image_source, extra_vars=extra,
-                     secrets_file=str(secrets_file.resolve()) if secrets_file else "")  # fmt: skip
+    s = server.merge(
+        saved,
+        sans=list(san),
+        port=port,
+        address=address,
+        connection=connection,
+        host=host,
+        ssh_port=ssh_port,
+        ssh_key=str(ssh_key) if ssh_key else "",
+        image=image,
+        image_source=image_source,
+        extra_vars=extra,
+        secrets_file=str(secrets_file.resolve()) if secrets_file else "",
+    )
     if server.loopback_only(s.sans or ([s.target.name] if not s.target.local else ["localhost"])):
-        err.print("note: the SuperLink certificate will name only loopback names: nodes on other machines cannot "
-                  "verify it; add the name or IP they use, e.g. --san link.example.org")  # fmt: skip
+        err.print(
+            "note: the SuperLink certificate will name only loopback names: nodes on other machines cannot "
+            "verify it; add the name or IP they use, e.g. --san link.example.org"
+        )
     secrets = _secrets(s.secrets_file, ("WANDB_API_KEY",))
     with _spinner(f"server playbook on {s.target.name}", verbose or ask_become_pass) as status:
-        result, conn_file = server.start(s, secrets, check=check,
-                                         ask_become_pass=ask_become_pass, verbose=verbose,
-                                         status=status)  # fmt: skip
+        result, conn_file = server.start(
+            s, secrets, check=check, ask_become_pass=ask_become_pass, verbose=verbose, status=status
+        )
     _report_playbook(result, check, "server playbook")
     if conn_file:
         ca = state.side_dir("server") / "pki" / "ca.pem"
@@ -338,8 +382,18 @@ def server_run(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     total = rounds or 0
-    with _admin(connection) as conn, Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=err, transient=False) as progress:  # fmt: skip
+    with (
+        _admin(connection) as conn,
+        Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err,
+            transient=False,
+        ) as progress,
+    ):
         task = progress.add_task("submitting", total=total or None)
 
         reported = {-1}
@@ -359,12 +413,17 @@ def server_run(
         if outcome.status.endswith("completed"):
             progress.update(task, completed=progress.tasks[0].total or outcome.rounds_done, description="completed")
     if outcome.run_id is None:
-        raise BotError(f"flwr run did not start a run (exit {outcome.rc})",
-                       "run with --verbose to see flwr's message; check `zk0bot doctor` and the connection", ExitCode.FAILED)  # fmt: skip
+        raise BotError(
+            f"flwr run did not start a run (exit {outcome.rc})",
+            "run with --verbose to see flwr's message; check `zk0bot doctor` and the connection",
+            ExitCode.FAILED,
+        )
     out.print(f"run {outcome.run_id}: {outcome.status or 'unknown'} after {outcome.rounds_done} round(s)")
     if not outcome.status.endswith("completed"):
-        raise BotError(f"run {outcome.run_id} ended as {outcome.status or 'unknown'}",
-                       f"read the ServerApp log with `flwr log {outcome.run_id} {conn}` and `zk0bot server logs`")  # fmt: skip
+        raise BotError(
+            f"run {outcome.run_id} ended as {outcome.status or 'unknown'}",
+            f"read the ServerApp log with `flwr log {outcome.run_id} {conn}` and `zk0bot server logs`",
+        )
 
 
 # ---------------------------------------------------------------- keys, doctor, paths
@@ -396,12 +455,16 @@ def keys_create(
 ) -> None:
     """Make this node's key pair on the node (before applying) and print the public key; an existing key is kept."""
     saved = client.load_settings()
-    s = client.merge(saved, host=host, ssh_port=ssh_port, ssh_key=str(ssh_key) if ssh_key else "",
-                     pki_dir=str(pki_dir),
-                     extra_vars=_extra_vars(saved.extra_vars if saved else None, var, str(client.NODE_KEY_PLAYBOOK)))  # fmt: skip
+    s = client.merge(
+        saved,
+        host=host,
+        ssh_port=ssh_port,
+        ssh_key=str(ssh_key) if ssh_key else "",
+        pki_dir=str(pki_dir),
+        extra_vars=_extra_vars(saved.extra_vars if saved else None, var, str(client.NODE_KEY_PLAYBOOK)),
+    )
     with _spinner(f"node key on {s.target.name}", verbose or ask_become_pass) as status:
-        result, pub = client.create_key(s, check=check, ask_become_pass=ask_become_pass, verbose=verbose,
-                                        status=status)  # fmt: skip
+        result, pub = client.create_key(s, check=check, ask_become_pass=ask_become_pass, verbose=verbose, status=status)
     _report_playbook(result, check, "node key")
     if not check:
         key = keys.show(path=pub)

@@ -72,35 +72,45 @@ def dataset_vars(dataset: str, local_target: bool) -> dict[str, str]:
     try:
         uri = validate.parse_dataset_uri(dataset)
     except validate.DatasetURIError as err:
-        raise BotError(f"--dataset: {err}", "pass e.g. --dataset local:/srv/so100 or --dataset hf:owner/name@main",
-                       ExitCode.USAGE) from None  # fmt: skip
+        raise BotError(
+            f"--dataset: {err}", "pass e.g. --dataset local:/srv/so100 or --dataset hf:owner/name@main", ExitCode.USAGE
+        ) from None
     if uri.is_local:
         path = str(uri.path)
         if local_target and not Path(path).is_dir():
-            raise BotError(f"Dataset directory {path} does not exist on this machine",
-                           "point --dataset at a LeRobot dataset (check it with `zk0 dataset check`)",
-                           ExitCode.NOT_FOUND)  # fmt: skip
+            raise BotError(
+                f"Dataset directory {path} does not exist on this machine",
+                "point --dataset at a LeRobot dataset (check it with `zk0 dataset check`)",
+                ExitCode.NOT_FOUND,
+            )
         return {"supernode_dataset_uri": "local:/data/dataset", "supernode_dataset_dir": path}
     return {"supernode_dataset_uri": dataset.strip(), "supernode_dataset_dir": ""}
 
 
 def group_vars(s: ClientSettings, fetch_dir: Path, start: bool) -> dict[str, object]:
     """The supernode role's variables (no secrets)."""
-    missing = [name for name, value in (("--dataset", s.dataset), ("--superlink", s.superlink), ("--ca", s.ca))
-               if not value]  # fmt: skip
+    missing = [
+        name for name, value in (("--dataset", s.dataset), ("--superlink", s.superlink), ("--ca", s.ca)) if not value
+    ]
     if missing:
-        raise BotError(f"client start needs {', '.join(missing)} (nothing saved from an earlier start)",
-                       "pass them once, e.g. --dataset local:/data/so100 --superlink link.example.org:8000 --ca ca.pem",
-                       ExitCode.USAGE)  # fmt: skip
+        raise BotError(
+            f"client start needs {', '.join(missing)} (nothing saved from an earlier start)",
+            "pass them once, e.g. --dataset local:/data/so100 --superlink link.example.org:8000 --ca ca.pem",
+            ExitCode.USAGE,
+        )
     try:
         validate.parse_hostport(s.superlink, "--superlink")
     except ValueError as err:
-        raise BotError(str(err), "pass the address the admin gave you, e.g. --superlink link.example.org:8000",
-                       ExitCode.USAGE) from None  # fmt: skip
+        raise BotError(
+            str(err), "pass the address the admin gave you, e.g. --superlink link.example.org:8000", ExitCode.USAGE
+        ) from None
     ca = Path(s.ca).expanduser()
     if not ca.is_file():
-        raise BotError(f"CA certificate {ca} does not exist", "save the ca.pem the admin sent you and pass its path",
-                       ExitCode.NOT_FOUND)  # fmt: skip
+        raise BotError(
+            f"CA certificate {ca} does not exist",
+            "save the ca.pem the admin sent you and pass its path",
+            ExitCode.NOT_FOUND,
+        )
     pem = ca.read_text(encoding="utf-8")
     if "BEGIN CERTIFICATE" not in pem:
         raise BotError(f"{ca} is not a PEM certificate", "pass the federation's ca.pem", ExitCode.USAGE)
@@ -174,8 +184,9 @@ def create_key(
     fetch_dir.mkdir(exist_ok=True)
     gv = {"supernode_pki_dir": s.pki_dir, "supernode_public_key_fetch_dir": str(fetch_dir), **s.extra_vars}
     inventory = playbook.write_inventory(side / "keys-inventory.json", GROUP, s.target, gv)
-    result = playbook.run_playbook(str(NODE_KEY_PLAYBOOK), inventory, side / "logs", None, check, ask_become_pass,
-                                   verbose, status)  # fmt: skip
+    result = playbook.run_playbook(
+        str(NODE_KEY_PLAYBOOK), inventory, side / "logs", None, check, ask_become_pass, verbose, status
+    )
     return result, fetch_dir / f"{s.target.name}.pub"
 
 
@@ -195,9 +206,11 @@ def control(action: str, base: Path | None = None, tail: int = 100, ask_become_p
     """``stop``/``status``/``logs`` on the saved target; returns that host's command result."""
     s = load_settings(base)
     if s is None:
-        raise BotError("No client has been started from this machine yet",
-                       "run `zk0bot client start --dataset ... --superlink ... --ca ...` first",
-                       ExitCode.NOT_CONFIGURED)  # fmt: skip
+        raise BotError(
+            "No client has been started from this machine yet",
+            "run `zk0bot client start --dataset ... --superlink ... --ca ...` first",
+            ExitCode.NOT_CONFIGURED,
+        )
     side = side_dir("client", base)
     inventory = playbook.write_inventory(side / "control-inventory.json", GROUP, s.target, {})
     results = playbook.run_remote(

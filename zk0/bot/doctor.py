@@ -52,8 +52,12 @@ def check_docker() -> Check:
     proc = _run(["docker", "info", "--format", "{{json .ServerVersion}}"])
     if proc is None or proc.returncode != 0:
         err = (proc.stderr.strip().splitlines() or ["no answer"])[-1] if proc else "timed out"
-        return Check("docker", FAIL, f"the Docker engine does not answer ({err})",
-                     "start it (`sudo systemctl start docker`) or run zk0bot with sudo")  # fmt: skip
+        return Check(
+            "docker",
+            FAIL,
+            f"the Docker engine does not answer ({err})",
+            "start it (`sudo systemctl start docker`) or run zk0bot with sudo",
+        )
     version = proc.stdout.strip().strip('"') or "?"
     return Check("docker", OK, f"engine {version}")
 
@@ -61,15 +65,23 @@ def check_docker() -> Check:
 def check_compose() -> Check:
     proc = _run(["docker", "compose", "version", "--short"]) if shutil.which("docker") else None
     if proc is None or proc.returncode != 0:
-        return Check("compose", FAIL, "Docker Compose v2 (`docker compose`) is missing",
-                     "install the docker-compose-plugin (the docker role does)")  # fmt: skip
+        return Check(
+            "compose",
+            FAIL,
+            "Docker Compose v2 (`docker compose`) is missing",
+            "install the docker-compose-plugin (the docker role does)",
+        )
     return Check("compose", OK, f"docker compose {proc.stdout.strip()}")
 
 
 def check_gpu() -> Check:
     if not shutil.which("nvidia-smi"):
-        return Check("gpu", WARN, "no NVIDIA driver (nvidia-smi not found): training would run on the CPU, very slowly",
-                     "on a GPU host `zk0bot client start` installs the driver (nvidia role), then reboot")  # fmt: skip
+        return Check(
+            "gpu",
+            WARN,
+            "no NVIDIA driver (nvidia-smi not found): training would run on the CPU, very slowly",
+            "on a GPU host `zk0bot client start` installs the driver (nvidia role), then reboot",
+        )
     proc = _run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"])
     if proc is None or proc.returncode != 0 or not proc.stdout.strip():
         return Check(
@@ -83,8 +95,12 @@ def check_toolkit() -> Check:
         return Check("toolkit", OK, "not needed without an NVIDIA GPU")
     proc = _run(["docker", "info", "--format", "{{json .Runtimes}}"]) if shutil.which("docker") else None
     if proc is None or "nvidia" not in proc.stdout:
-        return Check("toolkit", WARN, "Docker has no nvidia runtime: containers cannot use the GPU",
-                     "install the NVIDIA Container Toolkit (`zk0bot client start` runs the nvidia role)")  # fmt: skip
+        return Check(
+            "toolkit",
+            WARN,
+            "Docker has no nvidia runtime: containers cannot use the GPU",
+            "install the NVIDIA Container Toolkit (`zk0bot client start` runs the nvidia role)",
+        )
     return Check("toolkit", OK, "Docker has the nvidia runtime")
 
 
@@ -139,21 +155,37 @@ def check_superlink(address: str, ca: Path, timeout: float = 5.0) -> Check:
         raw = socket.create_connection((host, port), timeout=timeout)
     except (TimeoutError, ConnectionRefusedError, OSError) as err:
         what = "refused" if isinstance(err, ConnectionRefusedError) else type(err).__name__
-        return Check("superlink", FAIL, f"cannot open TCP to {host}:{port} ({what}: {err})",
-                     "check the address and port, that the SuperLink runs (`zk0bot server status`), and any firewall")  # fmt: skip
+        return Check(
+            "superlink",
+            FAIL,
+            f"cannot open TCP to {host}:{port} ({what}: {err})",
+            "check the address and port, that the SuperLink runs (`zk0bot server status`), and any firewall",
+        )
     try:
         with raw, context.wrap_socket(raw, server_hostname=host) as tls:
             cert = tls.getpeercert()
             version = tls.version()
     except ssl.SSLCertVerificationError as err:
         if "match" in (err.verify_message or "") or "hostname" in str(err).lower():
-            return Check("superlink", FAIL, f"the SuperLink's certificate does not name {host!r} ({err.verify_message})",
-                         "use a name or IP from its certificate, or ask the admin to add it to superlink_cert_sans")  # fmt: skip
-        return Check("superlink", FAIL, f"the SuperLink's certificate is not signed by {ca} ({err.verify_message})",
-                     "get the federation's current ca.pem from the admin")  # fmt: skip
+            return Check(
+                "superlink",
+                FAIL,
+                f"the SuperLink's certificate does not name {host!r} ({err.verify_message})",
+                "use a name or IP from its certificate, or ask the admin to add it to superlink_cert_sans",
+            )
+        return Check(
+            "superlink",
+            FAIL,
+            f"the SuperLink's certificate is not signed by {ca} ({err.verify_message})",
+            "get the federation's current ca.pem from the admin",
+        )
     except (ssl.SSLError, OSError) as err:
-        return Check("superlink", FAIL, f"TLS handshake with {host}:{port} failed ({err})",
-                     "check that the address is the SuperLink's TLS port")  # fmt: skip
+        return Check(
+            "superlink",
+            FAIL,
+            f"TLS handshake with {host}:{port} failed ({err})",
+            "check that the address is the SuperLink's TLS port",
+        )
     expires = dt.datetime.fromtimestamp(ssl.cert_time_to_seconds(cert["notAfter"]), dt.UTC)  # type: ignore[arg-type,index]
     days = (expires - dt.datetime.now(dt.UTC)).days
     detail = (

@@ -46,12 +46,16 @@ def show(pki_dir: Path = DEFAULT_PKI_DIR, path: Path | None = None) -> PublicKey
     try:
         text = path.read_text(encoding="utf-8").strip()
     except PermissionError as err:
-        raise BotError(f"{path} is not readable by this user", f"read it as root (`sudo cat {path}`) or pass --file with a readable copy",
-                       ExitCode.NOT_FOUND) from err  # fmt: skip
+        raise BotError(
+            f"{path} is not readable by this user",
+            f"read it as root (`sudo cat {path}`) or pass --file with a readable copy",
+            ExitCode.NOT_FOUND,
+        ) from err
     try:
         key = load_public_key(path)
     except (EnrollmentError, UnsupportedAlgorithm) as err:  # the latter: not a key type at all
         problem = str(err) if isinstance(err, EnrollmentError) else f"{path} is not an OpenSSH public key ({err})"
-        raise BotError(problem, f"move {path} away and run `zk0bot keys create` to make a new pair",
-                       ExitCode.USAGE) from err  # fmt: skip
+        raise BotError(
+            problem, f"move {path} away and run `zk0bot keys create` to make a new pair", ExitCode.USAGE
+        ) from err
     return PublicKey(path=path, line=text.splitlines()[0], fingerprint=fingerprint(key))

@@ -118,8 +118,9 @@ class Target:
             return {"ansible_connection": "local", "ansible_python_interpreter": "/usr/bin/python3"}
         user, _, address = self.spec.rpartition("@")
         if not re.fullmatch(r"[A-Za-z0-9_.:\-\[\]]+", address) or (user and not re.fullmatch(r"[\w.\-]+", user)):
-            raise BotError(f"--host {self.spec!r} is not [user@]address", "use e.g. --host root@10.0.0.5",
-                           ExitCode.USAGE)  # fmt: skip
+            raise BotError(
+                f"--host {self.spec!r} is not [user@]address", "use e.g. --host root@10.0.0.5", ExitCode.USAGE
+            )
         hv: dict[str, object] = {"ansible_host": address.strip("[]")}
         if user:
             hv["ansible_user"] = user
@@ -190,19 +191,26 @@ def _secret_name(name: str, known: dict[str, bool]) -> bool:
     return known.get(name, False) or any(fnmatch.fnmatch(name.lower(), p) for p in SECRET_NAME_PATTERNS)
 
 
-def check_var_name(name: str, playbook: str, known: dict[str, bool] | None = None, roles: list[str] | None = None) -> None:
+def check_var_name(
+    name: str, playbook: str, known: dict[str, bool] | None = None, roles: list[str] | None = None
+) -> None:
     """Refuse a ``--var`` name that holds a secret or that no role of ``playbook`` knows."""
     if known is None or roles is None:
         known, roles = role_variables(playbook)
     if _secret_name(name, known):
-        raise BotError(f"--var {name} holds a secret, and --var values are saved in settings.json and shown in "
-                       "process lists",
-                       "put it in a 0600 file given with --secrets-file (HF_TOKEN=..., WANDB_API_KEY=...), "
-                       "or in an ansible-vault file when you run the playbooks yourself", ExitCode.USAGE)  # fmt: skip
+        raise BotError(
+            f"--var {name} holds a secret, and --var values are saved in settings.json and shown in process lists",
+            "put it in a 0600 file given with --secrets-file (HF_TOKEN=..., WANDB_API_KEY=...), "
+            "or in an ansible-vault file when you run the playbooks yourself",
+            ExitCode.USAGE,
+        )
     if name not in known and not name.startswith("ansible_"):
         names = ", ".join(sorted(n for n in known if not _secret_name(n, known)))
-        raise BotError(f"--var {name} is not a variable of {Path(playbook).name} (roles {', '.join(roles)})",
-                       f"use one of: {names}; or an ansible_* connection variable", ExitCode.USAGE)  # fmt: skip
+        raise BotError(
+            f"--var {name} is not a variable of {Path(playbook).name} (roles {', '.join(roles)})",
+            f"use one of: {names}; or an ansible_* connection variable",
+            ExitCode.USAGE,
+        )
 
 
 def known_saved_vars(saved: dict[str, object], playbook: str) -> tuple[dict[str, object], list[str]]:
@@ -391,17 +399,30 @@ def run_remote(
     assets = assets_dir()
     with tempfile.TemporaryDirectory(prefix="zk0bot-tree-") as tree:
         cmd = [
-            str(ansible_adhoc()), "all", "-i", str(inventory), "-m", "ansible.builtin.command",
-            "-a", f"{shlex.join(argv)} chdir={shlex.quote(chdir)}", "--tree", tree,
-        ]  # fmt: skip
+            str(ansible_adhoc()),
+            "all",
+            "-i",
+            str(inventory),
+            "-m",
+            "ansible.builtin.command",
+            "-a",
+            f"{shlex.join(argv)} chdir={shlex.quote(chdir)}",
+            "--tree",
+            tree,
+        ]
         if become:
             cmd.append("--become")
         if ask_become_pass:
             cmd.append("--ask-become-pass")
         proc = subprocess.run(
-            cmd, cwd=assets, env=_environment(assets), capture_output=True, text=True, check=False,
+            cmd,
+            cwd=assets,
+            env=_environment(assets),
+            capture_output=True,
+            text=True,
+            check=False,
             stdin=None if ask_become_pass else subprocess.DEVNULL,
-        )  # fmt: skip
+        )
         results = {}
         for path in Path(tree).iterdir():
             results[path.name] = json.loads(path.read_text(encoding="utf-8"))

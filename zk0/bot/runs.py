@@ -37,8 +37,9 @@ def flwr_bin() -> str:
         return str(candidate)
     found = shutil.which("flwr")
     if not found:
-        raise BotError("flwr is not installed", "install zk0bot with `pipx install 'zk0[operator]'`",
-                       ExitCode.MISSING_TOOL)  # fmt: skip
+        raise BotError(
+            "flwr is not installed", "install zk0bot with `pipx install 'zk0[operator]'`", ExitCode.MISSING_TOOL
+        )
     return found
 
 
@@ -59,8 +60,9 @@ def app_dir(explicit: Path | None = None) -> Iterator[Path]:
         return
     shipped = package / "_ops" / "app" / "pyproject.toml"
     if not shipped.is_file():
-        raise BotError("The installed zk0 has no app pyproject.toml", "pass --app PATH_TO_A_ZK0_CHECKOUT",
-                       ExitCode.NOT_FOUND)  # fmt: skip
+        raise BotError(
+            "The installed zk0 has no app pyproject.toml", "pass --app PATH_TO_A_ZK0_CHECKOUT", ExitCode.NOT_FOUND
+        )
     with tempfile.TemporaryDirectory(prefix="zk0bot-app-") as tmp:
         stage = Path(tmp)
         shutil.copyfile(shipped, stage / "pyproject.toml")
@@ -88,8 +90,13 @@ class RunOutcome:
 
 
 def run_status(run_id: int, connection: str) -> str:
-    proc = subprocess.run([flwr_bin(), "ls", connection, "--run-id", str(run_id), "--format", "json"],
-                          capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    proc = subprocess.run(
+        [flwr_bin(), "ls", connection, "--run-id", str(run_id), "--format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     try:
         data = json.loads(proc.stdout[proc.stdout.index("{") :])
         return str(data["runs"][0]["status"])
@@ -112,8 +119,9 @@ def submit(
         argv = [flwr_bin(), "run", str(directory), connection, "--stream"]
         for item in [*run_config, *overrides]:
             argv += ["--run-config", item]
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                text=True, bufsize=1)  # fmt: skip
+        proc = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True, bufsize=1
+        )
         run_id, done, total = None, 0, rounds
         assert proc.stdout is not None
         for raw in proc.stdout:

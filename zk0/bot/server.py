@@ -136,16 +136,24 @@ def loopback_only(sans: list[str]) -> bool:
     return all(validate.is_loopback(san) for san in sans)
 
 
-def start(s: ServerSettings, secrets: dict[str, str], base: Path | None = None, check: bool = False,
-          ask_become_pass: bool = False, verbose: bool = False, status=None):  # fmt: skip
+def start(
+    s: ServerSettings,
+    secrets: dict[str, str],
+    base: Path | None = None,
+    check: bool = False,
+    ask_become_pass: bool = False,
+    verbose: bool = False,
+    status=None,
+):
     """Run server.yml; on success write the admin connection. Returns (result, connection file or None)."""
     side = side_dir("server", base)
     inventory = playbook.write_inventory(side / "inventory.json", GROUP, s.target, group_vars(s, base))
     if not check:  # a dry run must not become the next real start's settings
         save_json(settings_path(base), asdict(s))
     secret = {"superlink_wandb_api_key": secrets.get("WANDB_API_KEY", "")}
-    result = playbook.run_playbook("server.yml", inventory, side / "logs", secret, check, ask_become_pass, verbose,
-                                   status)  # fmt: skip
+    result = playbook.run_playbook(
+        "server.yml", inventory, side / "logs", secret, check, ask_become_pass, verbose, status
+    )
     conn_file = None
     if result.ok and not check:
         from zk0.deploy import admin_auth
@@ -159,8 +167,11 @@ def start(s: ServerSettings, secrets: dict[str, str], base: Path | None = None, 
 def control(action: str, base: Path | None = None, tail: int = 100, ask_become_pass: bool = False) -> dict:
     s = load_settings(base)
     if s is None:
-        raise BotError("No server has been started from this machine yet", "run `zk0bot server start` first",
-                       ExitCode.NOT_CONFIGURED)  # fmt: skip
+        raise BotError(
+            "No server has been started from this machine yet",
+            "run `zk0bot server start` first",
+            ExitCode.NOT_CONFIGURED,
+        )
     compose = ["docker", "compose", "-f", "compose.yml", "--env-file", "server.env"]
     argv = {
         "stop": [*compose, "down"],  # keeps the volumes: state database and outputs
@@ -198,8 +209,9 @@ def _register_error(err: Exception, connection: str) -> BotError:
     )
 
 
-def enroll(public_key: Path, name: str, connection: str = DEFAULT_CONNECTION, base: Path | None = None,
-           register: bool = True) -> list[str]:  # fmt: skip
+def enroll(
+    public_key: Path, name: str, connection: str = DEFAULT_CONNECTION, base: Path | None = None, register: bool = True
+) -> list[str]:
     """Record the key under ``name`` and register it now; returns what happened, line by line."""
     from zk0.deploy import enrollment
 
@@ -210,19 +222,28 @@ def enroll(public_key: Path, name: str, connection: str = DEFAULT_CONNECTION, ba
     try:
         key = enrollment.load_public_key(public_key)
     except (enrollment.EnrollmentError, UnsupportedAlgorithm) as err:
-        raise BotError(str(err), "ask the operator for the one-line supernode.key.pub (`zk0bot keys show`)",
-                       ExitCode.NOT_FOUND if not Path(public_key).exists() else ExitCode.USAGE) from err  # fmt: skip
+        raise BotError(
+            str(err),
+            "ask the operator for the one-line supernode.key.pub (`zk0bot keys show`)",
+            ExitCode.NOT_FOUND if not Path(public_key).exists() else ExitCode.USAGE,
+        ) from err
     fp = enrollment.fingerprint(key)
     nodes = enrolled(base)
     messages = []
     same_name = next((n for n in nodes if n["name"] == name), None)
     same_key = next((n for n in nodes if n["fingerprint"] == fp), None)
     if same_key and same_key["name"] != name:
-        raise BotError(f"This key is already enrolled as {same_key['name']!r}",
-                       f"use --name {same_key['name']} or remove that node first", ExitCode.USAGE)  # fmt: skip
+        raise BotError(
+            f"This key is already enrolled as {same_key['name']!r}",
+            f"use --name {same_key['name']} or remove that node first",
+            ExitCode.USAGE,
+        )
     if same_name and same_name["fingerprint"] != fp:
-        raise BotError(f"Node name {name!r} is enrolled with another key ({same_name['fingerprint']})",
-                       f"run `zk0bot server remove {name}` first, or pick another --name", ExitCode.USAGE)  # fmt: skip
+        raise BotError(
+            f"Node name {name!r} is enrolled with another key ({same_name['fingerprint']})",
+            f"run `zk0bot server remove {name}` first, or pick another --name",
+            ExitCode.USAGE,
+        )
     keys_dir = side_dir("server", base) / "node-keys"
     keys_dir.mkdir(exist_ok=True)
     key_file = keys_dir / f"{name}.pub"
@@ -253,15 +274,19 @@ def remove(name: str, connection: str = DEFAULT_CONNECTION, base: Path | None = 
     nodes = enrolled(base)
     node = next((n for n in nodes if n["name"] == name), None)
     if node is None:
-        raise BotError(f"No enrolled node is named {name!r}", "list them with `zk0bot server nodes`",
-                       ExitCode.NOT_FOUND)  # fmt: skip
+        raise BotError(
+            f"No enrolled node is named {name!r}", "list them with `zk0bot server nodes`", ExitCode.NOT_FOUND
+        )
     messages = []
     if connection_exists(connection):
         try:
             messages.append(f"SuperLink: {enrollment.unregister(node['key_file'], connection).message}")
         except enrollment.EnrollmentError as err:
-            raise BotError(f"The SuperLink did not unregister {name} ({err})",
-                           "check the SuperLink, then run this again", ExitCode.UNREACHABLE) from err  # fmt: skip
+            raise BotError(
+                f"The SuperLink did not unregister {name} ({err})",
+                "check the SuperLink, then run this again",
+                ExitCode.UNREACHABLE,
+            ) from err
     else:
         messages.append(f"no connection {connection!r}: the next `zk0bot server start` unregisters it")
     save_json(nodes_path(base), [n for n in nodes if n["name"] != name])
@@ -278,13 +303,20 @@ def node_table(connection: str = DEFAULT_CONNECTION, base: Path | None = None) -
         try:
             live = {n.fingerprint: n for n in enrollment.list_nodes(connection)}
         except enrollment.EnrollmentError as err:
-            raise BotError(f"The SuperLink did not answer ({err})", "check it with `zk0bot doctor`",
-                           ExitCode.UNREACHABLE) from err  # fmt: skip
+            raise BotError(
+                f"The SuperLink did not answer ({err})", "check it with `zk0bot doctor`", ExitCode.UNREACHABLE
+            ) from err
     rows = []
     for n in enrolled(base):
         node = live.pop(n["fingerprint"], None)
-        rows.append({"name": n["name"], "fingerprint": n["fingerprint"],
-                     "node_id": str(node.node_id) if node else "-", "status": node.status if node else "not registered"})  # fmt: skip
+        rows.append(
+            {
+                "name": n["name"],
+                "fingerprint": n["fingerprint"],
+                "node_id": str(node.node_id) if node else "-",
+                "status": node.status if node else "not registered",
+            }
+        )
     for fp, node in live.items():  # registered but not in the list: the next start unregisters them
         rows.append({"name": "(not enrolled)", "fingerprint": fp, "node_id": str(node.node_id), "status": node.status})
     return rows

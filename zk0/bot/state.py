@@ -95,8 +95,9 @@ def read_env_file(path: Path) -> dict[str, str]:
     """``KEY=VALUE`` lines (``#`` comments, optional quotes); the file must be 0600 or stricter."""
     path = Path(path).expanduser()
     if not path.is_file():
-        raise BotError(f"Secrets file {path} does not exist", "create it with KEY=VALUE lines, mode 0600",
-                       ExitCode.NOT_FOUND)  # fmt: skip
+        raise BotError(
+            f"Secrets file {path} does not exist", "create it with KEY=VALUE lines, mode 0600", ExitCode.NOT_FOUND
+        )
     if path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise BotError(f"Secrets file {path} is readable by other users", f"run `chmod 600 {path}`", ExitCode.USAGE)
     values: dict[str, str] = {}

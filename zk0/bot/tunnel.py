@@ -31,10 +31,21 @@ def ssh_argv(target: Target, port: int) -> list[str]:
     """``ssh -N -L 127.0.0.1:PORT:127.0.0.1:PORT`` to the server, failing fast instead of prompting."""
     ssh = shutil.which("ssh")
     if ssh is None:
-        raise BotError("ssh is not installed", "install OpenSSH's client (apt-get install openssh-client)",
-                       ExitCode.MISSING_TOOL)
-    argv = [ssh, "-N", "-o", "ExitOnForwardFailure=yes", "-o", "BatchMode=yes", "-o", "ConnectTimeout=15",
-            "-L", f"{LOOPBACK}:{port}:{LOOPBACK}:{port}"]
+        raise BotError(
+            "ssh is not installed", "install OpenSSH's client (apt-get install openssh-client)", ExitCode.MISSING_TOOL
+        )
+    argv = [
+        ssh,
+        "-N",
+        "-o",
+        "ExitOnForwardFailure=yes",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "ConnectTimeout=15",
+        "-L",
+        f"{LOOPBACK}:{port}:{LOOPBACK}:{port}",
+    ]
     if target.ssh_port:
         argv += ["-p", str(target.ssh_port)]
     if target.ssh_key:
@@ -57,8 +68,14 @@ def admin_tunnel(target: Target, admin_bind: str, address: str, port: int, timeo
     if _listening(port):  # the admin's own `ssh -L`, or a tunnel another zk0bot command holds
         yield f"admin listener reached through what already listens on {LOOPBACK}:{port}"
         return
-    proc = subprocess.Popen(ssh_argv(target, port), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        ssh_argv(target, port),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + timeout
         while not _listening(port):

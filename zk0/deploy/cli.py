@@ -131,11 +131,15 @@ def list_nodes(superlink: ConnOpt, as_json: Annotated[bool, typer.Option("--json
         typer.echo(f"{n.node_id:>20}  {n.status:<12}  {n.fingerprint}")
 
 
-admin_app = typer.Typer(help="The admin's access to the Control API (the proxy's admin listener).", no_args_is_help=True)
+admin_app = typer.Typer(
+    help="The admin's access to the Control API (the proxy's admin listener).", no_args_is_help=True
+)
 
 
 @admin_app.command("token")
-def admin_token(path: Annotated[Path, typer.Argument(help="Token file to create (0600); kept when it exists.")]) -> None:
+def admin_token(
+    path: Annotated[Path, typer.Argument(help="Token file to create (0600); kept when it exists.")],
+) -> None:
     """Make the admin token the proxy checks (32 random bytes, hex); the superlink role does this too."""
     try:
         _, created = admin_auth.write_token(path)

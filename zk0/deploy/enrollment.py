@@ -56,8 +56,9 @@ NEW_KEY_FIX = (
 )
 
 
-def burned_key_message(name: str, fingerprint: str, node_id: int | None = None, unregistered_at: str = "",
-                       admin_fix: str = "") -> str:  # fmt: skip
+def burned_key_message(
+    name: str, fingerprint: str, node_id: int | None = None, unregistered_at: str = "", admin_fix: str = ""
+) -> str:
     """The finding for a key that was unregistered: what happened, who must do what."""
     details = [
         fingerprint,

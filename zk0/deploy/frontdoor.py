@@ -61,7 +61,10 @@ def flwr(home: Path, *args: str, timeout: float = 120) -> tuple[bool, str]:
     """Run the real ``flwr`` CLI; (succeeded, what it said in one line)."""
     proc = subprocess.run(
         [launch.flower_bin("flwr"), *args],
-        capture_output=True, text=True, timeout=timeout, check=False,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
         env=launch.flower_env(home),
     )
     out = _ANSI.sub("", proc.stdout + proc.stderr)
@@ -100,23 +103,31 @@ def _http(code: int, allowed: set[int]) -> str:
     return f"allowed (HTTP {code})" if code in allowed else f"refused (HTTP {code})"
 
 
-def probe_control(target: Target, base: Path, app: Path, victim_run: int, victim_node: int,
-                  expected: str) -> list[Result]:
+def probe_control(
+    target: Target, base: Path, app: Path, victim_run: int, victim_node: int, expected: str
+) -> list[Result]:
     """Every Control API operation the issue names, with the real flwr CLI."""
     home = target.home(base)
     key = pki.create_node_key(Path(tempfile.mkdtemp(prefix="outsider-key-", dir=base)))
     steps: list[tuple[str, Callable[[], str]]] = [
         ("flwr ls (list runs)", lambda: _cli(*flwr(home, "ls", "target", "--format", "json"))),
         ("flwr supernode list", lambda: _cli(*flwr(home, "supernode", "list", "target", "--format", "json"))),
-        ("flwr supernode register (own key)",
-         lambda: _cli(*flwr(home, "supernode", "register", str(key.public_key), "target", "--format", "json"))),
-        (f"flwr supernode unregister {victim_node}",
-         lambda: _cli(*flwr(home, "supernode", "unregister", str(victim_node), "target", "--format", "json"))),
+        (
+            "flwr supernode register (own key)",
+            lambda: _cli(*flwr(home, "supernode", "register", str(key.public_key), "target", "--format", "json")),
+        ),
+        (
+            f"flwr supernode unregister {victim_node}",
+            lambda: _cli(*flwr(home, "supernode", "unregister", str(victim_node), "target", "--format", "json")),
+        ),
         ("flwr run (own app)", lambda: _cli(*flwr(home, "run", str(app), "target", "--format", "json"))),
         (f"flwr stop {victim_run}", lambda: _cli(*flwr(home, "stop", str(victim_run), "target", "--format", "json"))),
-        (f"flwr log {victim_run} --stream",
-         lambda: _cli(*flwr(home, "log", str(victim_run), "target", "--stream", timeout=90))),
+        (
+            f"flwr log {victim_run} --stream",
+            lambda: _cli(*flwr(home, "log", str(victim_run), "target", "--stream", timeout=90)),
+        ),
     ]
+
     def timed(step: Callable[[], str]) -> tuple[str, float]:
         started = time.perf_counter()
         return step(), time.perf_counter() - started
@@ -133,22 +144,42 @@ def probe_routes(target: Target, expected_fleet: str) -> list[Result]:
     """Routes that no listener may serve, and the body limit, with raw HTTPS."""
     token = target.token
     results = [
-        Result(target.label, "POST /v1/runtime/acquire-task", "refused",
-               _http(https(target, "POST", "/v1/runtime/acquire-task", token=token), {200, 400, 401, 422})),
+        Result(
+            target.label,
+            "POST /v1/runtime/acquire-task",
+            "refused",
+            _http(https(target, "POST", "/v1/runtime/acquire-task", token=token), {200, 400, 401, 422}),
+        ),
         Result(target.label, "GET /docs", "refused", _http(https(target, "GET", "/docs", token=token), {200})),
-        Result(target.label, "GET /openapi.json", "refused",
-               _http(https(target, "GET", "/openapi.json", token=token), {200})),
-        Result(target.label, "POST /v1/fleet/../control/list-runs", "refused",
-               _http(https(target, "POST", "/v1/fleet/%2e%2e/control/list-runs", token=token), {200})),
+        Result(
+            target.label,
+            "GET /openapi.json",
+            "refused",
+            _http(https(target, "GET", "/openapi.json", token=token), {200}),
+        ),
+        Result(
+            target.label,
+            "POST /v1/fleet/../control/list-runs",
+            "refused",
+            _http(https(target, "POST", "/v1/fleet/%2e%2e/control/list-runs", token=token), {200}),
+        ),
     ]
     code = https(target, "POST", "/v1/fleet/push-object", body=b"\0" * OVERSIZED_BODY, token=token)
-    results.append(Result(target.label, f"POST /v1/fleet/push-object, {OVERSIZED_BODY >> 20} MiB body",
-                          expected_fleet, f"refused (HTTP {code})" if code in (404, 413) else f"allowed (HTTP {code})"))
+    results.append(
+        Result(
+            target.label,
+            f"POST /v1/fleet/push-object, {OVERSIZED_BODY >> 20} MiB body",
+            expected_fleet,
+            f"refused (HTTP {code})" if code in (404, 413) else f"allowed (HTTP {code})",
+        )
+    )
     return results
 
 
 def table(results: list[Result]) -> str:
     rows = ["| listener | request | expected | got | s |", "|---|---|---|---|---|"]
-    rows += [f"| {r.listener} | {r.request} | {r.expected} | {r.got}{'' if r.ok else ' **MISMATCH**'} | {r.seconds:.1f} |"
-             for r in results]
+    rows += [
+        f"| {r.listener} | {r.request} | {r.expected} | {r.got}{'' if r.ok else ' **MISMATCH**'} | {r.seconds:.1f} |"
+        for r in results
+    ]
     return "\n".join(rows)

@@ -63,16 +63,38 @@ class BackboneSpec:
 BACKBONE_FORMAT_VERSION = "1"
 
 TINY = BackboneSpec(
-    name="tiny", text_hidden=64, text_layers=4, text_heads=4, text_kv_heads=2,
-    text_intermediate=128, vocab_size=512, vision_hidden=32, vision_layers=2,
-    vision_heads=2, vision_intermediate=64, image_size=64, patch_size=16, scale_factor=2,
-)  # fmt: skip
+    name="tiny",
+    text_hidden=64,
+    text_layers=4,
+    text_heads=4,
+    text_kv_heads=2,
+    text_intermediate=128,
+    vocab_size=512,
+    vision_hidden=32,
+    vision_layers=2,
+    vision_heads=2,
+    vision_intermediate=64,
+    image_size=64,
+    patch_size=16,
+    scale_factor=2,
+)
 
 SMOLVLM2_500M = BackboneSpec(
-    name="smolvlm2-500m", text_hidden=960, text_layers=32, text_heads=15, text_kv_heads=5,
-    text_intermediate=2560, vocab_size=49280, vision_hidden=768, vision_layers=12,
-    vision_heads=12, vision_intermediate=3072, image_size=512, patch_size=16, scale_factor=4,
-)  # fmt: skip
+    name="smolvlm2-500m",
+    text_hidden=960,
+    text_layers=32,
+    text_heads=15,
+    text_kv_heads=5,
+    text_intermediate=2560,
+    vocab_size=49280,
+    vision_hidden=768,
+    vision_layers=12,
+    vision_heads=12,
+    vision_intermediate=3072,
+    image_size=512,
+    patch_size=16,
+    scale_factor=4,
+)
 
 BACKBONES = {spec.name: spec for spec in (TINY, SMOLVLM2_500M)}
 
@@ -137,9 +159,7 @@ def write_backbone(spec: BackboneSpec, out_dir: Path) -> Path:
         },
     )
     size = {"longest_edge": spec.image_size}
-    image_processor = SmolVLMImageProcessor(
-        size=size, max_image_size=size, do_image_splitting=False, do_resize=True
-    )
+    image_processor = SmolVLMImageProcessor(size=size, max_image_size=size, do_image_splitting=False, do_resize=True)
     video_processor = SmolVLMVideoProcessor(size=size, max_image_size=size)
     processor = SmolVLMProcessor(
         image_processor=image_processor,

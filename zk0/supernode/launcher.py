@@ -109,8 +109,14 @@ def load_trusted_apps() -> frozenset[str]:
     return allowed
 
 
-def serve(supernode: subprocess.Popen, address: str, pool: WarmClientAppPool, interval: float,
-          stopping: threading.Event, secret: bytes) -> None:  # fmt: skip
+def serve(
+    supernode: subprocess.Popen,
+    address: str,
+    pool: WarmClientAppPool,
+    interval: float,
+    stopping: threading.Event,
+    secret: bytes,
+) -> None:
     """Acquire the SuperNode's ClientApp tasks and launch them, until it exits or we stop."""
     from flwr.proto.runtime_pb2 import AcquireTaskRequest
     from flwr.supercore.constant import TaskType
@@ -130,8 +136,13 @@ def serve(supernode: subprocess.Popen, address: str, pool: WarmClientAppPool, in
         ],
         retry_invoker=make_simple_http_retry_invoker(),
     )
-    plugin = AutoExecPlugin(runtime_api_address=address, insecure=True, root_certificates_path=None,
-                            runtime_dependency_install=False, executor=pool)  # fmt: skip
+    plugin = AutoExecPlugin(
+        runtime_api_address=address,
+        insecure=True,
+        root_certificates_path=None,
+        runtime_dependency_install=False,
+        executor=pool,
+    )
     try:
         while not stopping.is_set() and supernode.poll() is None:
             pool.reconcile()
@@ -183,8 +194,9 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(private, ignore_errors=True)
 
 
-def _run(args: list[str], address: str, interval: float, trusted: frozenset[str], secret_file: Path,
-         secret: bytes) -> int:  # fmt: skip
+def _run(
+    args: list[str], address: str, interval: float, trusted: frozenset[str], secret_file: Path, secret: bytes
+) -> int:
     supernode = subprocess.Popen(
         [flower_bin("flower-supernode"), *args, "--isolation", "process", SECRET_FLAG, str(secret_file)]
     )

@@ -55,8 +55,14 @@ def _log_to_stderr() -> None:
         ours.propagate = False
 
 
-def _run_task(runtime_api_address: str, token: str, insecure: bool, certificates_path: str | None,
-              runtime_dependency_install: bool, trusted_apps: frozenset[str]) -> None:  # fmt: skip
+def _run_task(
+    runtime_api_address: str,
+    token: str,
+    insecure: bool,
+    certificates_path: str | None,
+    runtime_dependency_install: bool,
+    trusted_apps: frozenset[str],
+) -> None:
     """Body of one forked ClientApp process: what ``flwr-clientapp`` does after its imports."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the launcher's handlers are not ours
     signal.signal(signal.SIGINT, signal.SIG_DFL)
@@ -110,8 +116,9 @@ class WarmClientAppPool:
 
     # ---- flwr.supercore.superexec.executor.Executor
 
-    def get_eligible_capacity(self, supported_task_types: set[TaskType], *, insecure: bool = False,
-                              root_certificates_path: str | None = None) -> tuple[set[TaskType], set[str]]:  # fmt: skip
+    def get_eligible_capacity(
+        self, supported_task_types: set[TaskType], *, insecure: bool = False, root_certificates_path: str | None = None
+    ) -> tuple[set[TaskType], set[str]]:
         """ClientApp tasks only, no capacity gate (like Flower's subprocess executor)."""
         del insecure, root_certificates_path
         return supported_task_types & {TaskType.CLIENT_APP}, set()

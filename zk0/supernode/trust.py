@@ -108,8 +108,7 @@ def guarded_install(install: Callable[..., Path], allowed: frozenset[str]) -> Ca
         content = fab_file if isinstance(fab_file, bytes) else Path(fab_file).read_bytes()
         digest = fab_sha256(content)
         if digest not in allowed:
-            log.error("refused an app bundle with SHA-256 %s: not on this node's allowlist; %s",
-                      digest, HOW_TO_TRUST)  # fmt: skip
+            log.error("refused an app bundle with SHA-256 %s: not on this node's allowlist; %s", digest, HOW_TO_TRUST)
             raise AppNotTrusted()
         log.info("app bundle %s is trusted; installing it", digest[:12])
         return install(fab_file, *args, **kwargs)

@@ -61,7 +61,7 @@ def main() -> int:
             outcome = enrollment.register(path, "zk0-local", name=name)
         except enrollment.KeyBurnedError as err:  # unregistered once: reserved for good
             burned.append({"name": name, "fingerprint": err.fingerprint, "node_id": str(err.node_id or ""),
-                           "message": f"{err}; {ADMIN_FIX.format(name=name)}"})  # fmt: skip
+                           "message": f"{err}; {ADMIN_FIX.format(name=name)}"})
             continue
         except enrollment.EnrollmentError as err:  # one node's refusal must not stop the others
             failed.append({"name": name, "message": f"{name}: {err}"})

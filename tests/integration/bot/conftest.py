@@ -39,8 +39,9 @@ class Bot:
             "COLUMNS": "200",  # rich wraps at the terminal width; keep messages on one line
             **(env or {}),
         }
-        return subprocess.run([str(ZK0BOT), *args], capture_output=True, text=True, env=full_env, timeout=timeout,
-                              check=False)  # fmt: skip
+        return subprocess.run(
+            [str(ZK0BOT), *args], capture_output=True, text=True, env=full_env, timeout=timeout, check=False
+        )
 
 
 @pytest.fixture

@@ -34,9 +34,23 @@ def ca(tmp_path: Path) -> Path:
 
 
 def _start(bot: Bot, dataset: Path, ca: Path, *extra: str):
-    return bot("client", "start", "--check", "--dataset", f"local:{dataset}", "--superlink", "link.example.org:8000",
-               "--ca", str(ca), "--image", "zk0:0.4.0", "--image-source", "local", *extra,
-               env={"HF_TOKEN": SECRET})  # fmt: skip
+    return bot(
+        "client",
+        "start",
+        "--check",
+        "--dataset",
+        f"local:{dataset}",
+        "--superlink",
+        "link.example.org:8000",
+        "--ca",
+        str(ca),
+        "--image",
+        "zk0:0.4.0",
+        "--image-source",
+        "local",
+        *extra,
+        env={"HF_TOKEN": SECRET},
+    )
 
 
 def test_check_mode_runs_the_client_playbook_with_the_generated_inventory(bot: Bot, tmp_path: Path, ca: Path) -> None:
@@ -100,14 +114,26 @@ def test_saved_settings_are_reused_and_status_reaches_the_node(bot: Bot, tmp_pat
     settings = bot.home / "client" / "settings.json"
     assert not settings.exists()  # --check never saves: a dry run is not the next start's settings
     # What a real start with the same options saves (it would reconfigure this machine's Docker here).
-    save_json(settings, asdict(client.ClientSettings(
-        dataset=f"local:{dataset}", superlink="link.example.org:8000", ca=str(ca), image="zk0:0.4.0",
-        image_source="local", secrets_file=str(secrets))))  # fmt: skip
+    save_json(
+        settings,
+        asdict(
+            client.ClientSettings(
+                dataset=f"local:{dataset}",
+                superlink="link.example.org:8000",
+                ca=str(ca),
+                image="zk0:0.4.0",
+                image_source="local",
+                secrets_file=str(secrets),
+            )
+        ),
+    )
     saved = settings.read_bytes()
     again = bot("client", "start", "--check")  # everything from settings.json, the secrets file re-read
     assert settings.read_bytes() == saved
     assert "needs" not in again.stderr
-    assert "note: no WANDB_API_KEY (" in again.stderr and "HF_TOKEN" not in again.stderr.split("note:")[1].split("\n")[0]
+    assert (
+        "note: no WANDB_API_KEY (" in again.stderr and "HF_TOKEN" not in again.stderr.split("note:")[1].split("\n")[0]
+    )
     assert SECRET not in (bot.home / "client" / "settings.json").read_text()
     assert len(list((bot.home / "client" / "logs").glob("*-client-check.log"))) >= 1
 
@@ -134,12 +160,23 @@ def test_keys_create_check_mode_validates_and_changes_nothing(bot: Bot, tmp_path
 def test_server_check_mode_lists_enrolled_nodes_and_writes_no_connection(bot: Bot, tmp_path: Path) -> None:
     key = pki.create_node_key(tmp_path / "node")
     assert bot("server", "enroll", str(key.public_key), "--name", "gpu-1").returncode == 0
-    result = bot("server", "start", "--check", "--san", "link.example.org", "--image", "zk0:0.4.0",
-                 "--image-source", "local", env={"WANDB_API_KEY": SECRET})  # fmt: skip
+    result = bot(
+        "server",
+        "start",
+        "--check",
+        "--san",
+        "link.example.org",
+        "--image",
+        "zk0:0.4.0",
+        "--image-source",
+        "local",
+        env={"WANDB_API_KEY": SECRET},
+    )
 
     group = json.loads((bot.home / "server" / "inventory.json").read_text())["all"]["children"]["zk0_server"]
     assert group["vars"]["superlink_authorized_nodes"] == [
-        {"name": "gpu-1", "public_key_file": str(bot.home / "server" / "node-keys" / "gpu-1.pub")}]  # fmt: skip
+        {"name": "gpu-1", "public_key_file": str(bot.home / "server" / "node-keys" / "gpu-1.pub")}
+    ]
     assert group["vars"]["superlink_cert_sans"] == ["link.example.org"]
     assert group["vars"]["superlink_pki_local_dir"] == str(bot.home / "server" / "pki")
     log = next((bot.home / "server" / "logs").glob("*-server-check.log")).read_text()

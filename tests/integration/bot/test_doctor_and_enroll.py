@@ -33,8 +33,15 @@ def test_doctor_verifies_the_superlink_certificate(loopback: Loopback, bot: Bot,
 
 
 def test_doctor_reports_a_closed_port_and_a_missing_ca(bot: Bot, creds: Credentials, tmp_path: Path) -> None:
-    closed = bot("doctor", "--check", "superlink", "--superlink", f"127.0.0.1:{launch.free_port()}",
-                 "--ca", str(creds.server.ca_cert))  # fmt: skip
+    closed = bot(
+        "doctor",
+        "--check",
+        "superlink",
+        "--superlink",
+        f"127.0.0.1:{launch.free_port()}",
+        "--ca",
+        str(creds.server.ca_cert),
+    )
     assert closed.returncode == ExitCode.UNREACHABLE
     assert "refused" in closed.stdout and "fix:" in closed.stdout
 
@@ -47,11 +54,15 @@ def test_full_doctor_exit_code_follows_its_required_checks(bot: Bot) -> None:
     lines = [line for line in result.stdout.splitlines() if not line.startswith(" ")]
     names = [line.split()[1] for line in lines]
     assert names == ["docker", "compose", "gpu", "toolkit", "disk", "ansible", "key"]
-    required_failed = any(line.split()[0] == "fail" and line.split()[1] in ("docker", "compose", "disk", "ansible")
-                          for line in lines)  # fmt: skip
+    required_failed = any(
+        line.split()[0] == "fail" and line.split()[1] in ("docker", "compose", "disk", "ansible") for line in lines
+    )
     assert (result.returncode != 0) == required_failed, result.stdout
-    assert all("fix:" in nxt for line, nxt in zip(result.stdout.splitlines(), result.stdout.splitlines()[1:])
-               if line.split()[0] in ("warn", "fail"))  # fmt: skip
+    assert all(
+        "fix:" in nxt
+        for line, nxt in zip(result.stdout.splitlines(), result.stdout.splitlines()[1:])
+        if line.split()[0] in ("warn", "fail")
+    )
 
 
 def test_enroll_registers_once_lists_and_removes(loopback: Loopback, bot: Bot) -> None:
@@ -72,8 +83,15 @@ def test_enroll_registers_once_lists_and_removes(loopback: Loopback, bot: Bot) -
     listed = bot("server", "nodes", "--connection", CONNECTION, "--json")
     assert '"name": "alice"' in listed.stdout and '"status": "registered"' in listed.stdout
 
-    clash = bot("server", "enroll", str(loopback.creds.node("bot-other").public_key), "--name", "alice",
-                "--connection", CONNECTION)  # fmt: skip
+    clash = bot(
+        "server",
+        "enroll",
+        str(loopback.creds.node("bot-other").public_key),
+        "--name",
+        "alice",
+        "--connection",
+        CONNECTION,
+    )
     assert clash.returncode == ExitCode.USAGE and "enrolled with another key" in clash.stderr
 
     removed = bot("server", "remove", "alice", "--connection", CONNECTION)

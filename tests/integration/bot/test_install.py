@@ -37,10 +37,17 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_the_wheel_ships_the_playbooks_roles_and_app_config(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
-    for path in ("zk0/_ops/ansible.cfg", "zk0/_ops/playbooks/client.yml", "zk0/_ops/playbooks/server.yml",
-                 "zk0/_ops/roles/supernode/tasks/main.yml", "zk0/_ops/roles/superlink/files/enroll_nodes.py",
-                 "zk0/_ops/roles/supernode/meta/argument_specs.yml", "zk0/_ops/app/pyproject.toml",
-                 "zk0/bot/cli.py", "zk0/bot/playbooks/node-key.yml"):  # fmt: skip
+    for path in (
+        "zk0/_ops/ansible.cfg",
+        "zk0/_ops/playbooks/client.yml",
+        "zk0/_ops/playbooks/server.yml",
+        "zk0/_ops/roles/supernode/tasks/main.yml",
+        "zk0/_ops/roles/superlink/files/enroll_nodes.py",
+        "zk0/_ops/roles/supernode/meta/argument_specs.yml",
+        "zk0/_ops/app/pyproject.toml",
+        "zk0/bot/cli.py",
+        "zk0/bot/playbooks/node-key.yml",
+    ):
         assert path in names, path
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "zk0bot = zk0.bot.cli:app" in zipfile.ZipFile(wheel).read(entry_points).decode()
@@ -79,8 +86,26 @@ def test_installed_zk0bot_runs_the_shipped_playbook_and_builds_the_app(wheel: Pa
     dataset = tmp_path / "ds"
     dataset.mkdir()
     ca = pki.create_ca(tmp_path / "ca").cert
-    check = _run([bot, "client", "start", "--check", "--dataset", f"local:{dataset}", "--superlink", "h.example:8000",
-                  "--ca", ca, "--image", "zk0:0.4.0", "--image-source", "local"], env=env, cwd=tmp_path)  # fmt: skip
+    check = _run(
+        [
+            bot,
+            "client",
+            "start",
+            "--check",
+            "--dataset",
+            f"local:{dataset}",
+            "--superlink",
+            "h.example:8000",
+            "--ca",
+            ca,
+            "--image",
+            "zk0:0.4.0",
+            "--image-source",
+            "local",
+        ],
+        env=env,
+        cwd=tmp_path,
+    )
     log = next((tmp_path / "home" / "client" / "logs").glob("*-client-check.log")).read_text()
     assert f"{site}" in log.splitlines()[0] and "_ops/playbooks/client.yml" in log.splitlines()[0]
     assert log.split("TASK [Check the supernode settings")[1].split("TASK [")[0].strip().endswith("ok: [localhost]")

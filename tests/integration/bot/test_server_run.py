@@ -26,8 +26,13 @@ def test_server_run_one_round_reports_progress_and_completion(
 ) -> None:
     from zk0.data.synthetic import SyntheticDatasetConfig, write_synthetic_dataset
 
-    loopback.env.update({"ZK0_CACHE_DIR": str(tmp_path_factory.getbasetemp() / "zk0-cache"),
-                         "WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1"})  # fmt: skip
+    loopback.env.update(
+        {
+            "ZK0_CACHE_DIR": str(tmp_path_factory.getbasetemp() / "zk0-cache"),
+            "WANDB_MODE": "offline",
+            "HF_HUB_OFFLINE": "1",
+        }
+    )
     loopback.start_superlink()
     bot.flwr_home = loopback.admin_home
     for seed, name in enumerate(("a", "b"), start=1):
@@ -39,8 +44,19 @@ def test_server_run_one_round_reports_progress_and_completion(
         loopback.start_node(f"node-{name}", loopback.node_spec(key, {"dataset-uri": f"local:{data}"}))
 
     out = tmp_path / "outputs"
-    result = bot("server", "run", "--rounds", "1", "--connection", CONNECTION, "--run-config", RUN,
-                 "--run-config", f'output-dir="{out}" run-name="bot"', timeout=560)  # fmt: skip
+    result = bot(
+        "server",
+        "run",
+        "--rounds",
+        "1",
+        "--connection",
+        CONNECTION,
+        "--run-config",
+        RUN,
+        "--run-config",
+        f'output-dir="{out}" run-name="bot"',
+        timeout=560,
+    )
     assert result.returncode == ExitCode.OK, result.stdout + result.stderr + loopback.tails()
     assert "finished:completed after 1 round(s)" in result.stdout
     # Progress parsed from the ServerApp's streamed log: a line per round when not on a terminal.

@@ -35,7 +35,8 @@ RUN = {
 }
 CHANGED = 'log = logging.getLogger("zk0.client")'
 MARKER_LINE = (
-    CHANGED + '; (m := __import__("os").environ.get("ZK0_TEST_MARKER")) and __import__("pathlib").Path(m).write_text("x")'
+    CHANGED
+    + '; (m := __import__("os").environ.get("ZK0_TEST_MARKER")) and __import__("pathlib").Path(m).write_text("x")'
 )
 
 
@@ -57,10 +58,12 @@ def _acquire_task_without_the_secret(port: int) -> None:
     from flwr.supercore.runtime import RuntimeHttpClient
 
     client = RuntimeHttpClient.from_server_address(
-        server_address=f"127.0.0.1:{port}", insecure=True, root_certificates=None,
+        server_address=f"127.0.0.1:{port}",
+        insecure=True,
+        root_certificates=None,
         interceptors=[RuntimeVersionHttpInterceptor(component_name="SuperExec")],
         retry_invoker=None,  # Flower's invoker SIGINTs its own process on a 401
-    )  # fmt: skip
+    )
     try:
         client.AcquireTask(AcquireTaskRequest(supported_task_types=[TaskType.CLIENT_APP]))
     finally:
@@ -110,7 +113,9 @@ def test_a_node_refuses_an_app_it_does_not_trust_before_any_of_its_code_runs(
     for name, extra in (("strict", ""), ("trusting", modified_hash)):
         key = fed.creds.node(f"trust-{name}")
         fed.register(key)
-        root = write_synthetic_dataset(tmp_path / "data" / name, SyntheticDatasetConfig(episodes=4, frames_per_episode=20))
+        root = write_synthetic_dataset(
+            tmp_path / "data" / name, SyntheticDatasetConfig(episodes=4, frames_per_episode=20)
+        )
         markers[name] = tmp_path / f"marker-{name}"
         env = {"ZK0_TEST_MARKER": str(markers[name]), **({"ZK0_TRUSTED_APP_HASHES": extra} if extra else {})}
         fed.start_node(name, fed.node_spec(key, {"dataset-uri": f"local:{root}"}), extra_env=env)

@@ -27,8 +27,13 @@ FINDING = "was unregistered on this SuperLink and can never be registered again"
 def _enroll(link: Loopback, nodes: list[dict[str, str]]) -> dict:
     # As in the role: straight to the SuperLink's own port on 127.0.0.1 (no edge proxy in between).
     direct = f"127.0.0.1:{getattr(link, 'superlink_port', link.port)}"
-    request = {"nodes": nodes, "unregister_unlisted": True, "address": direct,
-               "ca": str(link.creds.server.ca_cert), "timeout": 30}  # fmt: skip
+    request = {
+        "nodes": nodes,
+        "unregister_unlisted": True,
+        "address": direct,
+        "ca": str(link.creds.server.ca_cert),
+        "timeout": 30,
+    }
     proc = subprocess.run(
         [sys.executable, "-c", SCRIPT.read_text(encoding="utf-8")],
         input=json.dumps(request),
@@ -60,8 +65,10 @@ def test_burned_key_is_a_finding_and_the_batch_goes_on(loopback: Loopback, monke
             enrollment.register(burned.public_key, CONNECTION, name="burned-node")
     assert raw.value.node_id is None and enrollment.ALREADY_IN_USE in str(raw.value.__cause__)  # the reason, kept
 
-    batch = [{"name": "burned-node", "public_key": burned.public_key.read_text()},
-             {"name": "fresh-node", "public_key": fresh.public_key.read_text()}]  # fmt: skip
+    batch = [
+        {"name": "burned-node", "public_key": burned.public_key.read_text()},
+        {"name": "fresh-node", "public_key": fresh.public_key.read_text()},
+    ]
     result = _enroll(loopback, batch)
     assert [r["name"] for r in result["registered"]] == ["fresh-node"] and result["changed"]
     assert result["failed"] == []
@@ -69,8 +76,15 @@ def test_burned_key_is_a_finding_and_the_batch_goes_on(loopback: Loopback, monke
     assert finding["name"] == "burned-node" and finding["node_id"] == str(err.value.node_id)
     message = finding["message"]
     assert message.startswith("key of burned-node (SHA256:") and FINDING in message
-    for fix in ("make a new key pair", "supernode.key", "`zk0bot keys create`", "playbooks/client.yml",
-                "send the new public key", "superlink_authorized_nodes", "`zk0bot server remove burned-node`"):  # fmt: skip
+    for fix in (
+        "make a new key pair",
+        "supernode.key",
+        "`zk0bot keys create`",
+        "playbooks/client.yml",
+        "send the new public key",
+        "superlink_authorized_nodes",
+        "`zk0bot server remove burned-node`",
+    ):
         assert fix in message, message
     status = {n["name"]: n["status"] for n in result["nodes"]}
     assert status == {"burned-node": enrollment.UNREGISTERED, "fresh-node": "registered"}, result["nodes"]

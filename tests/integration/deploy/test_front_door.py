@@ -66,6 +66,7 @@ def test_oversized_body_never_reaches_the_superlink(loopback: Loopback) -> None:
     # 5 MiB (Flower's largest chunk): buffered to the proxy's scratch dir, then answered by Flower.
     allowed = new_lines(lambda: frontdoor.https(target, "POST", "/v1/fleet/push-object", body=b"\0" * (5 << 20)))
     assert "push-object" in allowed and allowed.split()[0] not in ("413", "500"), allowed[:200]
-    big = new_lines(lambda: frontdoor.https(target, "POST", "/v1/fleet/push-object",
-                                            body=b"\0" * frontdoor.OVERSIZED_BODY))
+    big = new_lines(
+        lambda: frontdoor.https(target, "POST", "/v1/fleet/push-object", body=b"\0" * frontdoor.OVERSIZED_BODY)
+    )
     assert big.startswith("413") and "push-object" not in big
