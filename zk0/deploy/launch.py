@@ -1,7 +1,8 @@
 """Exact command lines for zk0's SuperLink and SuperNodes on Flower 1.42, and a process handle.
 
-The ``*Spec.argv()`` methods are the reference for the flags the Docker images and Ansible
-roles pass; tests and the benchmark start real processes from them with :func:`start`.
+The ``*Spec.argv()`` methods build the same flags as the Compose stacks the roles install
+(``roles/*/files/compose.yml``; tests/unit/test_compose_flags.py checks that they agree);
+tests and the benchmark start real processes from them with :func:`start`.
 """
 
 from __future__ import annotations
@@ -52,6 +53,11 @@ class SuperLinkSpec:
     port: int = DEFAULT_SUPERLINK_PORT
     enable_supernode_auth: bool = True
     log_file: Path | None = None
+    # Production runs ServerApps in a separate SuperExec ("process"); None keeps Flower's
+    # default (a subprocess of the SuperLink), which the loopback federation uses.
+    isolation: str | None = None
+    superexec_auth_secret_file: Path | None = None
+    health_server_address: str | None = None
 
     @property
     def address(self) -> str:
@@ -77,6 +83,12 @@ class SuperLinkSpec:
         ]
         if self.enable_supernode_auth:
             args.append("--enable-supernode-auth")
+        if self.isolation is not None:
+            args += ["--isolation", self.isolation]
+        if self.superexec_auth_secret_file is not None:
+            args += ["--superexec-auth-secret-file", str(self.superexec_auth_secret_file)]
+        if self.health_server_address is not None:
+            args += ["--health-server-address", self.health_server_address]
         if self.log_file is not None:
             args += ["--log-file", str(self.log_file)]
         return args
@@ -95,6 +107,7 @@ class SuperNodeSpec:
     max_retries: int | None = None
     max_wait_time: float | None = None
     insecure: bool = False
+    health_server_address: str | None = None
     # zk0-supernode: the same SuperNode, with ClientApps forked from a preloaded parent
     # (zk0.supernode); False runs Flower's flower-supernode with its subprocess isolation.
     warm_clientapps: bool = True
@@ -115,6 +128,8 @@ class SuperNodeSpec:
             args += ["--max-retries", str(self.max_retries)]
         if self.max_wait_time is not None:
             args += ["--max-wait-time", str(self.max_wait_time)]
+        if self.health_server_address is not None:
+            args += ["--health-server-address", self.health_server_address]
         return args
 
 
