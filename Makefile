@@ -31,7 +31,7 @@ lock:  ## re-resolve requirements/lock.txt from pyproject.toml
 
 TIERS := lint test-unit test-integration test-deploy test-image test-roles test-lab
 test:  ## every test tier in order (what CI runs), with each tier's seconds at the end
-	scripts/test-tiers.sh $(TIERS)
+	scripts/test-tiers.sh --prebuild "image systemd-image" --before test-image $(TIERS)
 
 test-unit: setup lab-tools  ## pure logic, seconds (ssh: zk0bot's tunnel test)
 	$(PY) -m pytest tests/unit
@@ -46,7 +46,7 @@ test-deploy: setup proxy-tools  ## loopback deployment behind the edge proxy: TL
 proxy-tools:  ## Debian's nginx-light: the edge proxy the loopback federation runs in front of the SuperLink
 	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || { \
 	    echo "installing nginx-light (the edge proxy)"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx-light >/dev/null; }
+	    scripts/apt-install.sh nginx-light; }
 
 bench: setup proxy-tools  ## print benchmark figures
 	$(PY) -m bench
@@ -63,7 +63,7 @@ DEMO_ROUNDS ?= 3
 lab-tools:
 	@command -v ssh >/dev/null && command -v ssh-keyscan >/dev/null || { \
 	    echo "installing openssh-client (Ansible reaches the lab hosts over SSH)"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openssh-client >/dev/null; }
+	    scripts/apt-install.sh openssh-client; }
 
 demo: setup setup-ops image lab-tools  ## three container hosts, site.yml over SSH, a federated run, a summary
 	$(PY) -m lab up
@@ -107,9 +107,11 @@ lock-ops:  ## re-resolve requirements/ops.txt from requirements/ops.in
 lint-ansible: setup-ops  ## ansible-lint --profile production over roles (and playbooks)
 	PATH=$(abspath $(OPS_BIN)):$$PATH $(OPS_BIN)/ansible-lint --profile production roles playbooks
 
-systemd-image:  ## build the local Debian 13 systemd image that Molecule uses
+# Debian 13 for every scenario, Debian 12 for the roles tested on both (tailscale, nvidia).
+SYSTEMD_SUITES := trixie bookworm
+systemd-image:  ## build the local Debian 13 and 12 systemd images that Molecule uses (cached)
 	scripts/ensure-docker.sh
-	scripts/build-systemd-image.sh
+	for suite in $(SYSTEMD_SUITES); do scripts/build-systemd-image.sh $$suite || exit 1; done
 
 test-roles: $(addprefix test-role-,$(ROLES))  ## Molecule test (converge, idempotence, verify) per role; -j3 -O runs them side by side
 

@@ -35,9 +35,7 @@ if [[ "$existing" == "$RECIPE_HASH" ]]; then
     exit 0
 fi
 
-command -v debootstrap >/dev/null 2>&1 || {
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap >/dev/null
-}
+command -v debootstrap >/dev/null 2>&1 || "$(dirname "$0")/apt-install.sh" debootstrap
 
 previous=$("$DOCKER" image inspect "$IMAGE" --format '{{.Id}}' 2>/dev/null || true)
 start=$(date +%s)

@@ -1,17 +1,23 @@
 #!/usr/bin/env bash
-# Build the local Debian 13 (trixie) image with systemd as PID 1 that the Molecule role
-# tests run on. No container registry is needed: debootstrap from a Debian mirror, then
-# `docker import`. Cached: when the tag for this script's hash exists, nothing is rebuilt.
+# Build a local Debian image with systemd as PID 1 that the Molecule role tests (and the
+# lab's hosts) run on: Debian 13 (trixie) by default, Debian 12 (bookworm) on request. No
+# container registry is needed: debootstrap from a Debian mirror, then `docker import`.
+# Cached: when the tag for this script's hash exists, nothing is rebuilt.
 #
 #   scripts/build-systemd-image.sh            # builds or reuses zk0-systemd:trixie
-#   ZK0_SYSTEMD_IMAGE=name:tag scripts/...    # other name (Molecule reads the same variable)
+#   scripts/build-systemd-image.sh bookworm   # builds or reuses zk0-systemd:bookworm
+#   ZK0_SYSTEMD_IMAGE=name:tag scripts/...    # other name for the image built
 #   ZK0_DEBIAN_MIRROR=http://...              # other mirror (default deb.debian.org)
 set -euo pipefail
 
+SUITE=${1:-trixie}
+case "$SUITE" in
+    trixie|bookworm) ;;
+    *) echo "build-systemd-image: suite $SUITE: only trixie and bookworm are built" >&2; exit 2 ;;
+esac
 DOCKER=${DOCKER:-/usr/bin/docker}
-IMAGE=${ZK0_SYSTEMD_IMAGE:-zk0-systemd:trixie}
+IMAGE=${ZK0_SYSTEMD_IMAGE:-zk0-systemd:$SUITE}
 MIRROR=${ZK0_DEBIAN_MIRROR:-http://deb.debian.org/debian}
-SUITE=trixie
 # Packages Ansible and the role tests need on a bare host: python3 (+ apt bindings) for
 # modules, sudo for become, ca-certificates and gnupg for repository keys.
 PACKAGES=systemd,systemd-sysv,dbus,python3,python3-apt,sudo,ca-certificates,gnupg,iproute2,procps,curl
@@ -26,11 +32,7 @@ if "$DOCKER" image inspect "$hashed_tag" >/dev/null 2>&1; then
     exit 0
 fi
 
-if ! command -v debootstrap >/dev/null 2>&1; then
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends debootstrap >/dev/null
-fi
+command -v debootstrap >/dev/null 2>&1 || "$(dirname "$0")/apt-install.sh" debootstrap
 
 workdir=$(mktemp -d /tmp/zk0-systemd-image.XXXXXX)
 trap 'rm -rf "$workdir"' EXIT
@@ -41,7 +43,7 @@ start=$(date +%s)
 debootstrap --variant=minbase --include="$PACKAGES" "$SUITE" "$rootfs" "$MIRROR" \
     >"$workdir/debootstrap.log" 2>&1 || { tail -40 "$workdir/debootstrap.log" >&2; exit 1; }
 
-# Full suite list (updates and security) in deb822 form, as a fresh trixie install has.
+# Full suite list (updates and security) in deb822 form, as a fresh install has.
 rm -f "$rootfs/etc/apt/sources.list"
 cat >"$rootfs/etc/apt/sources.list.d/debian.sources" <<EOF
 Types: deb

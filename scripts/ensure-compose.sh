@@ -20,6 +20,6 @@ if ! "$DOCKER" compose version >/dev/null 2>&1; then
         wget -q -O "$tmp/$DEB" "$MIRROR/pool/main/d/docker-compose/$DEB"
     fi
     echo "$SHA256  $tmp/$DEB" | sha256sum -c --quiet
-    dpkg -i "$tmp/$DEB" >/dev/null
+    ( flock 9; dpkg -i "$tmp/$DEB" >/dev/null ) 9>/var/lock/zk0-apt.lock  # see apt-install.sh
 fi
 "$DOCKER" compose version

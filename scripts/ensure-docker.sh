@@ -6,9 +6,7 @@ set -euo pipefail
 DOCKER=/usr/bin/docker   # docker.io's client has BuildKit built in; others may lack buildx
 
 if ! command -v dockerd >/dev/null 2>&1; then
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends docker.io iptables ca-certificates >/dev/null
+    "$(dirname "$0")/apt-install.sh" docker.io iptables ca-certificates
 fi
 
 if ! "$DOCKER" info >/dev/null 2>&1; then

@@ -2,19 +2,59 @@
 # Run the test tiers in order (make targets), stop at the first that fails, and print each
 # tier's seconds at the end: the figures the CI budget is managed with (docs/DEVELOPMENT.md).
 #
-#   scripts/test-tiers.sh lint test-unit test-integration ...      (what `make test` runs)
+#   scripts/test-tiers.sh [--prebuild "TARGET..." --before TIER] TIER...
+#
+# --prebuild starts `make TARGET...` in the background at once (image builds: mostly
+# downloads and disk, while the first tiers keep the CPU busy) and waits for it before TIER.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+
+prebuild="" before=""
+while [[ $# -gt 0 && "$1" == --* ]]; do
+    case "$1" in
+        --prebuild) prebuild=$2; shift 2 ;;
+        --before) before=$2; shift 2 ;;
+        *) echo "unknown option $1" >&2; exit 2 ;;
+    esac
+done
 
 rows=()
 status=0
 total_start=$(date +%s)
+pre_pid="" pre_log=""
+if [[ -n "$prebuild" ]]; then
+    pre_log=$(mktemp /tmp/zk0-prebuild.XXXXXX.log)
+    echo "building in the background: make $prebuild (log: $pre_log)"
+    # shellcheck disable=SC2086  # a list of make targets
+    ( start=$(date +%s); make --no-print-directory $prebuild >"$pre_log" 2>&1; rc=$?
+      echo "prebuild finished: exit $rc in $(( $(date +%s) - start )) s" >>"$pre_log"; exit $rc ) &
+    pre_pid=$!
+fi
+
+wait_prebuild() {
+    [[ -n "$pre_pid" ]] || return 0
+    local start rc
+    start=$(date +%s)
+    wait "$pre_pid"; rc=$?
+    pre_pid=""
+    cat "$pre_log"
+    local built
+    built=$(sed -n 's/^prebuild finished: exit [0-9]* in \([0-9]*\) s$/\1/p' "$pre_log")
+    rows+=("$(printf '%-18s %-7s %6d s   (background; waited %d s)' "prebuild" \
+        "$([[ $rc -eq 0 ]] && echo ok || echo FAILED)" "${built:-0}" $(( $(date +%s) - start )))")
+    return $rc
+}
+
 for tier in "$@"; do
+    if [[ "$tier" == "$before" ]]; then
+        wait_prebuild || { status=1; break; }
+    fi
     start=$(date +%s)
     if make --no-print-directory "$tier"; then result=ok; else result=FAILED; status=1; fi
     rows+=("$(printf '%-18s %-7s %6d s' "$tier" "$result" $(( $(date +%s) - start )))")
     [[ $status -eq 0 ]] || break
 done
+[[ -z "$pre_pid" ]] || { kill "$pre_pid" 2>/dev/null; wait "$pre_pid" 2>/dev/null; }
 echo
 echo "tier               result  seconds"
 printf '%s\n' "${rows[@]}"
