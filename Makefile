@@ -31,7 +31,7 @@ lock:  ## re-resolve requirements/lock.txt from pyproject.toml
 
 TIERS := lint test-unit test-integration test-deploy test-image test-roles test-lab
 test:  ## every test tier in order (what CI runs), with each tier's seconds at the end
-	scripts/test-tiers.sh --prebuild "image systemd-image" --before test-image $(TIERS)
+	scripts/test-tiers.sh --prebuild lab-prepare --after lint --before test-image $(TIERS)
 
 test-unit: setup lab-tools  ## pure logic, seconds (ssh: zk0bot's tunnel test)
 	$(PY) -m pytest tests/unit
@@ -59,7 +59,7 @@ sim: setup  ## simulate SIM_NODES clients offline (tiny SmolVLA, synthetic data)
 
 # --- the lab: three Debian container hosts provisioned by the real playbooks (lab/) ---
 DEMO_ROUNDS ?= 3
-.PHONY: demo demo-down test-lab lab-tools
+.PHONY: demo demo-down test-lab lab-tools lab-prepare
 lab-tools:
 	@command -v ssh >/dev/null && command -v ssh-keyscan >/dev/null || { \
 	    echo "installing openssh-client (Ansible reaches the lab hosts over SSH)"; \
@@ -69,6 +69,9 @@ demo: setup setup-ops image lab-tools  ## three container hosts, site.yml over S
 	$(PY) -m lab up
 	$(PY) -m lab converge
 	$(PY) -m lab run --rounds $(DEMO_ROUNDS)
+
+lab-prepare: setup image systemd-image  ## the lab's images, its registry holding the zk0 images, the spare host's archive
+	$(PY) -m lab prepare --archive
 
 demo-down:  ## remove every container, network and volume the lab made (and .lab/)
 	$(PY) -m lab down

@@ -14,6 +14,8 @@ from lab.config import LabConfig
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m lab", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+    prepare = sub.add_parser("prepare", help="images, network, registry with the zk0 image (no hosts)")
+    prepare.add_argument("--archive", action="store_true", help="also `docker save` the image for the spare host")
     sub.add_parser("up", help="images, network, registry (with the zk0 image), hosts reachable over SSH")
     converge = sub.add_parser("converge", help="ansible-playbook playbooks/site.yml -i inventory/lab")
     converge.add_argument("--playbook", default="site.yml")
@@ -27,7 +29,9 @@ def main(argv: list[str]) -> int:
     cfg = LabConfig()
     started = time.monotonic()
     try:
-        if args.command == "up":
+        if args.command == "prepare":
+            hosts.prepare(cfg, archive=args.archive)
+        elif args.command == "up":
             hosts.up(cfg)
         elif args.command == "converge":
             from lab import provision

@@ -161,11 +161,15 @@ def save_image_archive(cfg: LabConfig) -> Path:
     """`docker save` of the zk0 image for an air-gapped host (superlink/supernode_image_source: archive)."""
     archive = cfg.state_dir / "images" / "zk0.tar"
     archive.parent.mkdir(parents=True, exist_ok=True)
-    if not archive.exists():
+    # The archive is reused only while it holds the image that is built now.
+    image_id = d.docker("image", "inspect", "-f", "{{.Id}}", cfg.zk0_image).stdout.strip()
+    marker = archive.with_suffix(".id")
+    if not archive.exists() or not marker.exists() or marker.read_text().strip() != image_id:
         partial = archive.with_suffix(".tar.partial")
         d.docker("save", "-o", str(partial), cfg.zk0_image, timeout=1800)
         partial.chmod(0o644)
         partial.rename(archive)
+        marker.write_text(image_id + "\n")
     return archive
 
 
@@ -289,13 +293,12 @@ def ssh(
     return result
 
 
-def up(cfg: LabConfig, with_spare: bool = False) -> list[LabHost]:
-    """Everything the playbooks need to find: hosts reachable over SSH, the image in the registry."""
-    hosts = list(cfg.hosts) + ([cfg.spare] if with_spare else [])
+def prepare(cfg: LabConfig, archive: bool = False) -> None:
+    """The slow, host-independent part of `up`: lab images, the registry holding the zk0 images
+    and (`archive`) the air-gapped host's image file. `make test` runs it in the background."""
     cfg.state_dir.mkdir(parents=True, exist_ok=True)
     print("lab: images (host, registry)")
     build_images(cfg)
-    ensure_ssh_key(cfg)
     ensure_network(cfg)
     ensure_registry(cfg)
     started = time.monotonic()
@@ -304,6 +307,17 @@ def up(cfg: LabConfig, with_spare: bool = False) -> list[LabHost]:
         f"lab: registry {cfg.registry_address}:{cfg.registry_port} has {cfg.zk0_image}"
         f" ({'pushed in %.0f s' % (time.monotonic() - started) if pushed else 'already there'})"
     )
+    if archive:
+        started = time.monotonic()
+        path = save_image_archive(cfg)
+        print(f"lab: image archive {path} ({time.monotonic() - started:.0f} s)")
+
+
+def up(cfg: LabConfig, with_spare: bool = False) -> list[LabHost]:
+    """Everything the playbooks need to find: hosts reachable over SSH, the image in the registry."""
+    hosts = list(cfg.hosts) + ([cfg.spare] if with_spare else [])
+    prepare(cfg)
+    ensure_ssh_key(cfg)
     created = [h for h in hosts if ensure_host(cfg, h)]
     record_host_keys(cfg, hosts)
     for host in hosts:

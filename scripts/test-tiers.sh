@@ -2,17 +2,19 @@
 # Run the test tiers in order (make targets), stop at the first that fails, and print each
 # tier's seconds at the end: the figures the CI budget is managed with (docs/DEVELOPMENT.md).
 #
-#   scripts/test-tiers.sh [--prebuild "TARGET..." --before TIER] TIER...
+#   scripts/test-tiers.sh [--prebuild "TARGET..." [--after TIER] --before TIER] TIER...
 #
-# --prebuild starts `make TARGET...` in the background at once (image builds: mostly
-# downloads and disk, while the first tiers keep the CPU busy) and waits for it before TIER.
+# --prebuild runs `make TARGET...` in the background (image builds and the lab's registry push:
+# downloads, disk and one core, while the CPU-bound tiers run), started after the tier named by
+# --after (at once without it) and waited for before the tier named by --before.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-prebuild="" before=""
+prebuild="" after="" before=""
 while [[ $# -gt 0 && "$1" == --* ]]; do
     case "$1" in
         --prebuild) prebuild=$2; shift 2 ;;
+        --after) after=$2; shift 2 ;;
         --before) before=$2; shift 2 ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
     esac
@@ -22,14 +24,16 @@ rows=()
 status=0
 total_start=$(date +%s)
 pre_pid="" pre_log=""
-if [[ -n "$prebuild" ]]; then
+start_prebuild() {
+    [[ -n "$prebuild" ]] || return 0
     pre_log=$(mktemp /tmp/zk0-prebuild.XXXXXX.log)
     echo "building in the background: make $prebuild (log: $pre_log)"
     # shellcheck disable=SC2086  # a list of make targets
     ( start=$(date +%s); make --no-print-directory $prebuild >"$pre_log" 2>&1; rc=$?
       echo "prebuild finished: exit $rc in $(( $(date +%s) - start )) s" >>"$pre_log"; exit $rc ) &
     pre_pid=$!
-fi
+}
+[[ -n "$after" ]] || start_prebuild
 
 wait_prebuild() {
     [[ -n "$pre_pid" ]] || return 0
@@ -53,6 +57,7 @@ for tier in "$@"; do
     if make --no-print-directory "$tier"; then result=ok; else result=FAILED; status=1; fi
     rows+=("$(printf '%-18s %-7s %6d s' "$tier" "$result" $(( $(date +%s) - start )))")
     [[ $status -eq 0 ]] || break
+    [[ "$tier" != "$after" ]] || start_prebuild
 done
 [[ -z "$pre_pid" ]] || { kill "$pre_pid" 2>/dev/null; wait "$pre_pid" 2>/dev/null; }
 echo
