@@ -3,18 +3,19 @@
 #
 #   scripts/install-zk0bot.sh            # full: zk0 with its dependencies + Ansible (pipx when present)
 #   scripts/install-zk0bot.sh --light    # zk0bot's runtime only: no torch/lerobot (about 0.75 GB instead of 6)
-#   scripts/install-zk0bot.sh --light dist/zk0-0.4.0-py3-none-any.whl
+#   scripts/install-zk0bot.sh --light dist/zk0-<version>-py3-none-any.whl
 #
 # With pipx on PATH it runs `pipx install "<source>[operator]"` (upgrades with --force).
 # Without pipx (Debian forbids `pip install --user` under PEP 668) it makes a private venv in
 # $ZK0BOT_VENV (default ~/.local/share/zk0bot/venv) and links $ZK0BOT_BIN_DIR/zk0bot
 # (default ~/.local/bin), which is what pipx does. Needs Python 3.12 and PyPI access.
 # --light installs zk0 without its declared dependencies and then exactly what zk0bot
-# imports: typer, flwr (enrollment, `flwr run`) and ansible; pins as in pyproject.toml and
-# requirements/ops.in (tests/integration/bot/test_install.py checks they agree).
+# imports: typer, flwr (enrollment, `flwr run`), ansible and ansible-runner (which runs it);
+# pins as in pyproject.toml and requirements/ops.in (tests/integration/bot/test_install.py
+# checks they agree).
 set -euo pipefail
 
-LIGHT_DEPS=("typer==0.20.1" "flwr==1.42.0" "ansible==14.5.0")
+LIGHT_DEPS=("typer==0.20.1" "flwr==1.42.0" "ansible==14.5.0" "ansible-runner==2.4.3")
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 light=0
 if [[ "${1:-}" == "--light" ]]; then light=1; shift; fi

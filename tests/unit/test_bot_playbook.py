@@ -1,4 +1,5 @@
-"""zk0bot's pure logic: targets, inventories, --var parsing, ansible failure text, run progress."""
+"""zk0bot's pure logic: targets, inventories, --var parsing, run progress. (What a playbook run
+reports, from Ansible's events: tests/integration/bot/test_ansible_run.py.)"""
 
 from __future__ import annotations
 
@@ -72,36 +73,6 @@ def test_assets_are_found_in_the_checkout_or_where_the_env_points(tmp_path: Path
     (fake / "roles" / "supernode").mkdir(parents=True)
     monkeypatch.setenv("ZK0BOT_ASSETS", str(fake))
     assert playbook.assets_dir() == fake
-
-
-FAILED_OUTPUT = """\
-TASK [supernode : Check the host and the settings before any change] ***********
-fatal: [localhost]: FAILED! =>
-    assertion: supernode_image | default('') | length > 0
-    changed: false
-    evaluated_to: false
-    msg: supernode role on localhost: needs a supported host (Ubuntu 22.04/24.04,
-        Debian 12/13), supernode_image (e.g. ghcr.io/OWNER/zk0:0.4.0)
-
-PLAY RECAP *********************************************************************
-"""
-
-SPEC_OUTPUT = """\
-TASK [Check the supernode settings before any change (names a missing variable)] ***
-fatal: [localhost]: FAILED! =>
-    argument_errors:
-    - 'value of supernode_wandb_mode must be one of: online, offline, disabled, got: loud'
-    argument_spec_data: {}
-"""
-
-
-def test_failure_text_names_the_task_and_joins_a_folded_message() -> None:
-    text = playbook._failure_text(FAILED_OUTPUT.splitlines())
-    assert text.startswith("task 'supernode : Check the host and the settings before any change' failed: ")
-    assert text.endswith("Debian 12/13), supernode_image (e.g. ghcr.io/OWNER/zk0:0.4.0)")
-    spec = playbook._failure_text(SPEC_OUTPUT.splitlines())
-    assert spec.endswith("failed: value of supernode_wandb_mode must be one of: online, offline, disabled, got: loud")
-    assert playbook._failure_text(["TASK [x] ***", "ok: [localhost]"]) == ""
 
 
 def test_run_progress_from_zk0_and_flower_log_lines() -> None:

@@ -40,18 +40,18 @@ out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
-def handled[F: Callable](fn: F) -> F:
+def handled[**P, R](fn: Callable[P, R]) -> Callable[P, R]:
     """Turn a BotError into its one-sentence message on stderr and its exit code."""
 
     @functools.wraps(fn)
-    def wrapper(*args: object, **kwargs: object) -> object:
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return fn(*args, **kwargs)
         except BotError as e:
             err.print(f"[red]error:[/red] {e}", markup=True)
             raise typer.Exit(int(e.code)) from None
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper
 
 
 # ---------------------------------------------------------------- shared options
@@ -76,7 +76,7 @@ def _report_playbook(result: playbook.PlaybookResult, check: bool, what: str) ->
     counts = {k: sum(r.get(k, 0) for r in result.recap.values()) for k in ("ok", "changed", "failed", "unreachable")}
     summary = f"{len(result.tasks)} tasks, {counts['changed']} {'would change' if check else 'changed'}"
     if not result.ok:
-        problem = f"{what} failed ({summary}): {result.failure}"
+        problem = f"{what} failed ({summary}): {result.problem}"
         raise BotError(problem, f"fix what the message names, then run the command again; full log: {result.log}")
     err.print(f"{what}{' (check mode)' if check else ''}: ok, {summary}; log: {result.log}")
 

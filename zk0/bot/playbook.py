@@ -12,30 +12,31 @@ Decisions:
   a checkout's ``.venv-ops``.
 - **The inventory is generated** (JSON, which Ansible's yaml inventory plugin reads) with one
   host: ``localhost`` over ``ansible_connection: local``, or a machine over SSH
-  (``--host user@addr``). Non-secret variables go into the inventory; secrets into a 0600
-  extra-vars file removed after the run.
-- **Output**: the full ansible-playbook output goes to a log file; the terminal shows a
-  spinner with the current task (or everything with ``--verbose``) and, on failure, the
-  failed task and its message.
+  (``--host user@addr``). Non-secret variables go into the inventory; secrets into the run's
+  0600 extra-vars file, in a private directory removed after the run.
+- **Running** is zk0.deploy.ansible_run's (ansible-runner): the full ansible-playbook output
+  goes to a log file; the terminal shows a spinner with the current task (or everything with
+  ``--verbose``) and, on failure, the failed task and its message, read from Ansible's events.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import getpass
 import json
 import os
 import re
 import shlex
 import shutil
-import subprocess
 import sys
-import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from zk0.bot.errors import BotError, ExitCode
 from zk0.bot.state import write_private
+from zk0.deploy import ansible_run
+from zk0.deploy.ansible_run import PlaybookResult
 
 ANSIBLE_VERSION_HINT = (
     "pipx install 'zk0[operator]' (scripts/install-zk0bot.sh does it), or `make setup-ops` in a checkout"
@@ -251,70 +252,21 @@ def write_inventory(path: Path, group: str, target: Target, group_vars: dict[str
     return path
 
 
-# ---------------------------------------------------------------- running
-
-
-@dataclass
-class PlaybookResult:
-    rc: int
-    log: Path
-    tasks: list[str] = field(default_factory=list)
-    recap: dict[str, dict[str, int]] = field(default_factory=dict)
-    failure: str = ""  # the failed task and its message, when rc != 0
-
-    @property
-    def ok(self) -> bool:
-        return self.rc == 0
-
-
-_TASK = re.compile(r"^TASK \[(?P<name>.*)\] \**$")
-_RECAP = re.compile(r"^(?P<host>\S+)\s+:\s+(?P<counts>(?:\w+=\d+\s*)+)$")
+# ---------------------------------------------------------------- running (through zk0.deploy.ansible_run)
 
 
 def _environment(assets: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        ANSIBLE_CONFIG=str(assets / "ansible.cfg"),
-        ANSIBLE_ROLES_PATH=str(assets / "roles"),
-        ANSIBLE_NOCOLOR="1",
-        ANSIBLE_FORCE_COLOR="0",
-        ANSIBLE_RETRY_FILES_ENABLED="0",
-        ANSIBLE_HOST_KEY_CHECKING=env.get("ANSIBLE_HOST_KEY_CHECKING", "True"),
-        PYTHONUNBUFFERED="1",
-    )
-    return env
+    return {
+        "ANSIBLE_CONFIG": str(assets / "ansible.cfg"),
+        "ANSIBLE_ROLES_PATH": str(assets / "roles"),
+        "ANSIBLE_RETRY_FILES_ENABLED": "0",
+    }
 
 
-def _failure_text(lines: list[str]) -> str:
-    """The first failed task and its ``msg`` from ansible's default (yaml-format) output."""
-    task = ""
-    for i, line in enumerate(lines):
-        if m := _TASK.match(line):
-            task = m.group("name")
-        if not line.startswith(("fatal:", "failed:")):
-            continue
-        msg = ""
-        block = lines[i + 1 : i + 400]
-        if any(entry.strip() == "argument_errors:" for entry in block):  # validate_argument_spec
-            start = next(j for j, entry in enumerate(block) if entry.strip() == "argument_errors:") + 1
-            errors = []
-            for entry in block[start:]:
-                if not entry.strip().startswith("- "):
-                    break
-                errors.append(entry.strip()[2:].strip("'\""))
-            return f"task '{task}' failed: {'; '.join(errors)}"
-        for j, entry in enumerate(block):
-            if entry.strip().startswith("msg:"):
-                indent = len(entry) - len(entry.lstrip())
-                parts = [entry.split("msg:", 1)[1].strip()]
-                for more in block[j + 1 :]:  # a folded or quoted scalar continues on deeper-indented lines
-                    if not more.strip() or len(more) - len(more.lstrip()) <= indent:
-                        break
-                    parts.append(more.strip())
-                msg = " ".join(p for p in parts if p not in ("|-", ">-", "|", ">")).strip("'\" ")[:800]
-                break
-        return f"task '{task}' failed: {msg or line.strip()}"
-    return ""
+def _become_password(ask: bool) -> str | None:
+    """Asked here, before the run: Ansible runs on ansible-runner's pty, where its own prompt
+    would reach no one."""
+    return getpass.getpass("BECOME password: ") if ask else None
 
 
 def run_playbook(
@@ -328,108 +280,47 @@ def run_playbook(
     status=None,
 ) -> PlaybookResult:
     """Run ``playbooks/<playbook>`` (or a playbook given by absolute path, such as zk0bot's own
-    ``zk0/bot/playbooks/``) against ``inventory``; the whole output goes to a log file."""
+    ``zk0/bot/playbooks/``) against ``inventory``; the whole output goes to a log file, the
+    secrets only to the run's private extra-vars file."""
     assets = assets_dir()
-    book = _playbook_path(playbook)
-    argv = [str(ansible_playbook()), "-i", str(inventory), str(book)]
-    if check:
-        argv += ["--check", "--diff"]
-    if ask_become_pass:
-        argv.append("--ask-become-pass")
+    binary = ansible_playbook()
     log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     log = log_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-{Path(playbook).stem}{'-check' if check else ''}.log"
-    secrets_file: Path | None = None
-    if secrets:
-        # The secret values go through a 0600 file, never argv (visible in ps) nor the log.
-        fd, name = tempfile.mkstemp(dir=log_dir, prefix=".secrets-", suffix=".json")
-        os.close(fd)
-        secrets_file = Path(name)
-        write_private(secrets_file, json.dumps(secrets))
-        argv += ["-e", f"@{secrets_file}"]
-    result = PlaybookResult(rc=1, log=log)
-    lines: list[str] = []
-    try:
-        with log.open("w", encoding="utf-8") as fh:
-            os.chmod(log, 0o600)
-            fh.write(f"$ {shlex.join(argv)}\n")
-            proc = subprocess.Popen(
-                argv,
-                cwd=assets,
-                env=_environment(assets),
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                stdin=None if ask_become_pass else subprocess.DEVNULL,
-                text=True,
-                bufsize=1,
-            )
-            assert proc.stdout is not None
-            for raw in proc.stdout:
-                line = raw.rstrip("\n")
-                fh.write(raw)
-                lines.append(line)
-                if verbose:
-                    print(line, flush=True)
-                if m := _TASK.match(line):
-                    result.tasks.append(m.group("name"))
-                    if status is not None:
-                        status.update(f"[{len(result.tasks)}] {m.group('name')}")
-            result.rc = proc.wait()
-    finally:
-        if secrets_file is not None:
-            secrets_file.unlink(missing_ok=True)
-    in_recap = False
-    for line in lines:
-        if line.startswith("PLAY RECAP"):
-            in_recap = True
-        elif in_recap and (m := _RECAP.match(line.strip())):
-            result.recap[m.group("host")] = {k: int(v) for k, v in (kv.split("=") for kv in m.group("counts").split())}
-    if result.rc != 0:
-        result.failure = _failure_text(lines) or "\n".join(lines[-15:])
-    return result
+    return ansible_run.playbook(
+        binary,
+        _playbook_path(playbook),
+        [inventory],
+        log,
+        cwd=assets,
+        env=_environment(assets),
+        check=check,
+        extra_vars=secrets,
+        become_password=_become_password(ask_become_pass),
+        echo=verbose,
+        on_task=(lambda number, name: status.update(f"[{number}] {name}")) if status is not None else None,
+    )
 
 
 def run_remote(
     inventory: Path, argv: list[str], chdir: str, become: bool = True, ask_become_pass: bool = False
 ) -> dict[str, dict]:
-    """Run one command on the inventory's hosts with ``ansible -m command``; results per host.
-
-    Results come from ansible's ``--tree`` output (JSON per host), so nothing is parsed out of
-    human-readable text.
-    """
+    """Run one command on the inventory's hosts with ``ansible -m command``; each host's result
+    (rc, stdout, stderr, or msg when the command did not run) from its event."""
     assets = assets_dir()
-    with tempfile.TemporaryDirectory(prefix="zk0bot-tree-") as tree:
-        cmd = [
-            str(ansible_adhoc()),
-            "all",
-            "-i",
-            str(inventory),
-            "-m",
-            "ansible.builtin.command",
-            "-a",
-            f"{shlex.join(argv)} chdir={shlex.quote(chdir)}",
-            "--tree",
-            tree,
-        ]
-        if become:
-            cmd.append("--become")
-        if ask_become_pass:
-            cmd.append("--ask-become-pass")
-        proc = subprocess.run(
-            cmd,
-            cwd=assets,
-            env=_environment(assets),
-            capture_output=True,
-            text=True,
-            check=False,
-            stdin=None if ask_become_pass else subprocess.DEVNULL,
-        )
-        results = {}
-        for path in Path(tree).iterdir():
-            results[path.name] = json.loads(path.read_text(encoding="utf-8"))
-    if not results:
+    result = ansible_run.adhoc(
+        ansible_adhoc(),
+        inventory,
+        "ansible.builtin.command",
+        f"{shlex.join(argv)} chdir={shlex.quote(chdir)}",
+        cwd=assets,
+        env=_environment(assets),
+        become=become,
+        become_password=_become_password(ask_become_pass),
+    )
+    if not result.results:
         raise BotError(
-            f"ansible could not reach the host ({(proc.stdout + proc.stderr).strip()[-300:]})",
+            f"ansible could not reach the host ({result.tail.strip()[-300:]})",
             "check --host, SSH access and sudo rights",
             ExitCode.UNREACHABLE,
         )
-    return results
+    return result.results

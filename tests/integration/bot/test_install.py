@@ -1,6 +1,6 @@
 """The install path: a wheel built from this checkout, installed into a throwaway venv the way
-scripts/install-zk0bot.sh --light does (zk0 without its heavy dependencies, then typer, flwr
-and ansible), runs `zk0bot` with the playbooks shipped inside the package."""
+scripts/install-zk0bot.sh --light does (zk0 without its heavy dependencies, then typer, flwr,
+ansible and ansible-runner), runs `zk0bot` with the playbooks shipped inside the package."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from zk0 import __version__
 from zk0.deploy import pki
 
 from .conftest import REPO
@@ -21,6 +22,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 UV = Path(sys.executable).parent / "uv"
 SCRIPT = REPO / "scripts" / "install-zk0bot.sh"
+IMAGE = f"zk0:{__version__}"  # the tag `make image` gives this checkout's image
 
 
 def _run(argv: list, **kw) -> subprocess.CompletedProcess:
@@ -56,18 +58,19 @@ def test_the_wheel_ships_the_playbooks_roles_and_app_config(wheel: Path) -> None
 def test_install_script_pins_match_the_project() -> None:
     text = SCRIPT.read_text()
     assert _run(["bash", "-n", SCRIPT]).returncode == 0
-    pins = dict(re.findall(r'"([a-z]+)==([\d.]+)"', text.split("LIGHT_DEPS=(")[1].split(")")[0]))
+    pins = dict(re.findall(r'"([a-z][a-z-]*)==([\d.]+)"', text.split("LIGHT_DEPS=(")[1].split(")")[0]))
     project = (REPO / "pyproject.toml").read_text()
     assert f'"typer=={pins["typer"]}"' in project and f'"flwr[simulation]=={pins["flwr"]}"' in project
     assert f"ansible=={pins['ansible']}" in (REPO / "requirements" / "ops.in").read_text()
     assert f'"ansible=={pins["ansible"]}"' in project  # the operator extra
+    assert f'"ansible-runner=={pins["ansible-runner"]}"' in project  # zk0bot runs Ansible through it
 
 
 def test_installed_zk0bot_runs_the_shipped_playbook_and_builds_the_app(wheel: Path, tmp_path: Path) -> None:
     venv = tmp_path / "venv"
     assert _run([UV, "venv", "-q", "-p", sys.executable, venv]).returncode == 0
     py = venv / "bin" / "python"
-    script_pins = re.findall(r'"([a-z]+==[\d.]+)"', SCRIPT.read_text().split("LIGHT_DEPS=(")[1].split(")")[0])
+    script_pins = re.findall(r'"([a-z][a-z-]*==[\d.]+)"', SCRIPT.read_text().split("LIGHT_DEPS=(")[1].split(")")[0])
     deps = _run([UV, "pip", "install", "-q", "-p", py, *script_pins])
     assert deps.returncode == 0, deps.stderr
     own = _run([UV, "pip", "install", "-q", "-p", py, "--no-deps", wheel])
@@ -99,7 +102,7 @@ def test_installed_zk0bot_runs_the_shipped_playbook_and_builds_the_app(wheel: Pa
             "--ca",
             ca,
             "--image",
-            "zk0:0.4.0",
+            IMAGE,
             "--image-source",
             "local",
         ],
