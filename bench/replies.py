@@ -12,6 +12,7 @@ from flwr.app import ConfigRecord, Message, MetricRecord, RecordDict
 def fake_train_replies(reference: OrderedDict, clients: int) -> Iterator[Message]:
     from flwr.supercore.task_identity import TaskIdentity
 
+    from zk0.federation import protocol as wire
     from zk0.model.weights import to_array_record
 
     TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, 1, 0
@@ -23,9 +24,9 @@ def fake_train_replies(reference: OrderedDict, clients: int) -> Iterator[Message
         )
         content = RecordDict(
             {
-                "arrays": to_array_record(arrays),
-                "metrics": MetricRecord({"num-examples": 32.0}),
-                "node": ConfigRecord({"dataset-label": f"ds-bench-{client}"}),
+                wire.ARRAYS: to_array_record(arrays),
+                wire.METRICS: MetricRecord({wire.NUM_EXAMPLES: 32.0}),
+                wire.NODE: ConfigRecord({wire.DATASET_LABEL: f"ds-bench-{client}"}),
             }
         )
         del arrays

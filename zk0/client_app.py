@@ -19,7 +19,7 @@ from flwr.clientapp import ClientApp
 from zk0.config import FederationSettings
 from zk0.data.loading import precheck
 from zk0.faults import inject_fault
-from zk0.federation.rounds import EVAL_BEFORE_TRAIN
+from zk0.federation import protocol as wire
 from zk0.logs import setup_logging
 from zk0.model.weights import from_array_record, to_array_record
 from zk0.node import NodeTrainer, node_dataset_uri, node_label
@@ -59,9 +59,9 @@ def _open(context: Context) -> tuple[NodeTrainer, str]:
 
 
 def _reply(msg: Message, label: str, metrics: dict[str, float], arrays=None) -> Message:
-    content = RecordDict({"metrics": MetricRecord(metrics), "node": ConfigRecord({"dataset-label": label})})
+    content = RecordDict({wire.METRICS: MetricRecord(metrics), wire.NODE: ConfigRecord({wire.DATASET_LABEL: label})})
     if arrays is not None:
-        content["arrays"] = to_array_record(arrays)
+        content[wire.ARRAYS] = to_array_record(arrays)
     return Message(content=content, reply_to=msg)
 
 
@@ -83,17 +83,18 @@ def _guarded(work):
 @_guarded
 def train(msg: Message, context: Context) -> Message:
     trainer, label = _open(context)
-    server_round = int(msg.content["config"]["server-round"])
-    proximal_mu = float(msg.content["config"].get("proximal-mu", 0.0))
-    evaluate_first = bool(msg.content["config"].get(EVAL_BEFORE_TRAIN, False))
-    result = trainer.train(from_array_record(msg.content["arrays"]), server_round, proximal_mu, evaluate_first)
+    config = msg.content[wire.CONFIG]
+    server_round = int(config[wire.SERVER_ROUND])
+    proximal_mu = float(config.get(wire.PROXIMAL_MU, 0.0))
+    evaluate_first = bool(config.get(wire.EVAL_BEFORE_TRAIN, False))
+    result = trainer.train(from_array_record(msg.content[wire.ARRAYS]), server_round, proximal_mu, evaluate_first)
     arrays = inject_fault(result.arrays, context.node_config.get("fault-injection", ""))
     log.info(
         "round %d: %s trained, loss %.4f -> %.4f",
         server_round,
         label,
-        result.metrics["train-loss-start"],
-        result.metrics["train-loss-end"],
+        result.metrics[wire.TRAIN_LOSS_START],
+        result.metrics[wire.TRAIN_LOSS_END],
     )
     return _reply(msg, label, result.metrics, arrays)
 
@@ -102,5 +103,5 @@ def train(msg: Message, context: Context) -> Message:
 @_guarded
 def evaluate(msg: Message, context: Context) -> Message:
     trainer, label = _open(context)
-    result = trainer.evaluate(from_array_record(msg.content["arrays"]))
+    result = trainer.evaluate(from_array_record(msg.content[wire.ARRAYS]))
     return _reply(msg, label, result.metrics)

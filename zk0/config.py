@@ -1,12 +1,18 @@
-"""Typed views of Flower's run config (pyproject `[tool.flwr.app.config]`, `--run-config`)
-and node config. Every knob lives there; nothing is hard-coded in the apps."""
+"""Typed view of Flower's run config, shared by the ServerApp and the ClientApp.
+
+`[tool.flwr.app.config]` in pyproject.toml holds the one set of defaults: `flwr run` sends
+it, merged with `--run-config` overrides (Flower refuses keys it does not list).
+`FederationSettings` mirrors it field for field (key `local-steps` is field `local_steps`)
+with the same defaults, so settings built without Flower (tests, benchmarks) describe the
+same run; a unit test holds the two equal. Nothing is hard-coded in the apps.
+"""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, get_type_hints
 
 from zk0.model.factory import ModelConfig, default_cache_dir
 from zk0.training.local import TrainConfig
@@ -16,83 +22,93 @@ class ConfigError(ValueError):
     """A missing or ill-typed config value; the message names the key and the fix."""
 
 
-def _get(config: dict[str, Any], key: str, kind: type, default: Any = ...) -> Any:
-    if key not in config:
-        if default is ...:
-            raise ConfigError(f"run config lacks '{key}': set it in [tool.flwr.app.config] or --run-config")
-        return default
-    value = config[key]
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if not isinstance(value, kind):
-        raise ConfigError(f"run config '{key}' = {value!r} should be {kind.__name__}")
+def config_key(field_name: str) -> str:
+    """The run-config key of a `FederationSettings` field."""
+    return field_name.replace("_", "-")
+
+
+def parse_every(key: str, value: object) -> int:
+    """The rule for every `*-every` setting: a whole number of rounds, at least 0.
+
+    N > 0 does the work after each round divisible by N; 0 turns the periodic work off
+    (server eval and checkpoints still run after the last round, see `RoundPlan`).
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(
+            f"run config '{key}' = {value!r} should be a whole number of rounds >= 0 (0 = off): "
+            f"set e.g. {key} = 5 in --run-config or [tool.flwr.app.config]"
+        )
     return value
+
+
+# Counts that make no sense at zero: a run needs rounds, nodes, steps and batches.
+_AT_LEAST_ONE = ("num_server_rounds", "min_nodes", "local_steps", "batch_size", "eval_batches")
 
 
 @dataclass(frozen=True)
 class FederationSettings:
-    """What one federated run does, shared by the ServerApp and the ClientApp."""
+    """What one federated run does. Defaults equal pyproject's `[tool.flwr.app.config]`."""
 
-    num_server_rounds: int
-    fraction_train: float
-    fraction_evaluate: float
-    min_nodes: int
-    local_steps: int
-    batch_size: int
-    num_workers: int
-    lr: float
-    proximal_mu: float
-    model: str
-    seed: int
-    device: str
-    eval_fraction: float
-    eval_batches: int
-    server_eval_every: int
-    server_eval_datasets: tuple[str, ...]
-    checkpoint_every: int
-    output_dir: str
-    run_name: str
-    resume: bool
-    max_update_norm: float
-    round_timeout: float
-    wandb_project: str
-    hub_repo_id: str
-    hub_private: bool
+    num_server_rounds: int = 3
+    fraction_train: float = 1.0
+    fraction_evaluate: float = 1.0
+    client_eval_every: int = 0  # evaluate messages after every N rounds; 0 = never
+    min_nodes: int = 2
+    local_steps: int = 20
+    batch_size: int = 8
+    num_workers: int = 0
+    lr: float = 1e-3
+    proximal_mu: float = 0.01
+    model: str = "tiny"
+    seed: int = 0
+    device: str = "auto"
+    eval_fraction: float = 0.25
+    eval_batches: int = 4
+    server_eval_every: int = 1  # 0 = after the last round only
+    server_eval_datasets: str = "synthetic:server-eval-a,synthetic:server-eval-b"  # comma-separated URIs
+    checkpoint_every: int = 1  # 0 = after the last round only
+    output_dir: str = "outputs"
+    run_name: str = ""
+    resume: bool = False
+    max_update_norm: float = 1000.0
+    round_timeout: float = 3600.0
+    wandb_project: str = "zk0"
+    hub_repo_id: str = ""
+    hub_private: bool = True
+
+    def __post_init__(self) -> None:
+        kinds = get_type_hints(type(self))
+        for f in fields(self):
+            key, value, kind = config_key(f.name), getattr(self, f.name), kinds[f.name]
+            if key.endswith("-every"):
+                parse_every(key, value)
+                continue
+            if kind is float and isinstance(value, int) and not isinstance(value, bool):
+                object.__setattr__(self, f.name, float(value))  # TOML writes 1.0 as 1 just as well
+            elif isinstance(value, bool) != (kind is bool) or not isinstance(value, kind):
+                raise ConfigError(
+                    f"run config '{key}' = {value!r} should be {kind.__name__}, like its default {f.default!r}"
+                )
+        for name in _AT_LEAST_ONE:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"run config '{config_key(name)}' must be at least 1")
 
     @classmethod
     def from_run_config(cls, run_config: dict[str, Any]) -> FederationSettings:
-        datasets = _get(run_config, "server-eval-datasets", str, "")
-        settings = cls(
-            num_server_rounds=_get(run_config, "num-server-rounds", int),
-            fraction_train=_get(run_config, "fraction-train", float, 1.0),
-            fraction_evaluate=_get(run_config, "fraction-evaluate", float, 1.0),
-            min_nodes=_get(run_config, "min-nodes", int, 2),
-            local_steps=_get(run_config, "local-steps", int),
-            batch_size=_get(run_config, "batch-size", int, 4),
-            num_workers=_get(run_config, "num-workers", int, 0),
-            lr=_get(run_config, "lr", float),
-            proximal_mu=_get(run_config, "proximal-mu", float, 0.0),
-            model=_get(run_config, "model", str),
-            seed=_get(run_config, "seed", int, 0),
-            device=_get(run_config, "device", str, "auto"),
-            eval_fraction=_get(run_config, "eval-fraction", float, 0.25),
-            eval_batches=_get(run_config, "eval-batches", int, 8),
-            server_eval_every=_get(run_config, "server-eval-every", int, 1),
-            server_eval_datasets=tuple(d.strip() for d in datasets.split(",") if d.strip()),
-            checkpoint_every=_get(run_config, "checkpoint-every", int, 1),
-            output_dir=_get(run_config, "output-dir", str, "outputs"),
-            run_name=_get(run_config, "run-name", str, ""),
-            resume=_get(run_config, "resume", bool, False),
-            max_update_norm=_get(run_config, "max-update-norm", float, 1e3),
-            round_timeout=_get(run_config, "round-timeout", float, 3600.0),
-            wandb_project=_get(run_config, "wandb-project", str, "zk0"),
-            hub_repo_id=_get(run_config, "hub-repo-id", str, ""),
-            hub_private=_get(run_config, "hub-private", bool, True),
-        )
-        for name in ("num_server_rounds", "min_nodes", "local_steps", "batch_size"):
-            if getattr(settings, name) < 1:
-                raise ConfigError(f"run config '{name.replace('_', '-')}' must be at least 1")
-        return settings
+        """Settings from Flower's run config; a key it lacks takes the default."""
+        known = {config_key(f.name): f.name for f in fields(cls)}
+        unknown = sorted(set(run_config) - set(known))
+        if unknown:
+            raise ConfigError(
+                f"run config has unknown key(s) {', '.join(unknown)}: "
+                "the settings are the keys of [tool.flwr.app.config] in pyproject.toml"
+            )
+        return cls(**{known[key]: value for key, value in run_config.items()})
+
+    @property
+    def eval_datasets(self) -> tuple[str, ...]:
+        """`server-eval-datasets` as a list of dataset URIs."""
+        return tuple(d.strip() for d in self.server_eval_datasets.split(",") if d.strip())
 
     def as_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}

@@ -19,6 +19,7 @@ import numpy as np
 from zk0.config import ConfigError, FederationSettings
 from zk0.data.loading import open_dataset, open_metadata, split_episodes
 from zk0.data.synthetic import SyntheticDatasetConfig, ensure_synthetic_dataset
+from zk0.federation import protocol as wire
 from zk0.model.factory import build_policy, build_processors, default_cache_dir
 from zk0.model.weights import get_trainable_arrays, set_trainable_arrays
 from zk0.privacy import anonymous_dataset_label, load_or_create_secret
@@ -93,19 +94,19 @@ class NodeTrainer:
             # Score the received weights before they change: the same figure a separate
             # evaluate message would give, without a second ClientApp process per round.
             scored = self.evaluate(arrays).metrics
-            metrics = {"eval-loss": scored["eval-loss"], "eval-num-examples": scored["num-examples"]}
+            metrics = {wire.EVAL_LOSS: scored[wire.EVAL_LOSS], wire.EVAL_NUM_EXAMPLES: scored[wire.NUM_EXAMPLES]}
         set_trainable_arrays(self.policy, arrays)
         cfg = self.settings.train_config(server_round, proximal_mu)
         result = train_steps(self.policy, self.preprocessor, self.train_dataset, cfg)
         losses = result.losses
         quarter = max(1, len(losses) // 4)  # single steps are noisy: compare quarter means
         metrics |= {
-            "num-examples": float(result.num_examples),
-            "train-loss": float(np.mean(losses)),
-            "train-loss-start": float(np.mean(losses[:quarter])),
-            "train-loss-end": float(np.mean(losses[-quarter:])),
-            "samples-per-second": result.samples_per_second,
-            "train-seconds": result.seconds,
+            wire.NUM_EXAMPLES: float(result.num_examples),
+            wire.TRAIN_LOSS: float(np.mean(losses)),
+            wire.TRAIN_LOSS_START: float(np.mean(losses[:quarter])),
+            wire.TRAIN_LOSS_END: float(np.mean(losses[-quarter:])),
+            wire.SAMPLES_PER_SECOND: result.samples_per_second,
+            wire.TRAIN_SECONDS: result.seconds,
         }
         return NodeResult(arrays=get_trainable_arrays(self.policy), metrics=metrics)
 
@@ -120,4 +121,4 @@ class NodeTrainer:
             max_batches=self.settings.eval_batches,
             num_workers=self.settings.num_workers,
         )
-        return NodeResult(arrays=None, metrics={"eval-loss": loss, "num-examples": float(count)})
+        return NodeResult(arrays=None, metrics={wire.EVAL_LOSS: loss, wire.NUM_EXAMPLES: float(count)})

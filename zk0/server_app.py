@@ -14,12 +14,13 @@ from flwr.app import ConfigRecord, Context
 from flwr.serverapp import Grid, ServerApp
 
 from zk0.config import FederationSettings
+from zk0.federation import protocol as wire
 from zk0.federation.checkpoints import latest_checkpoint, load_trainable
 from zk0.federation.global_model import GlobalModel
 from zk0.federation.hub import push_checkpoint
 from zk0.federation.metrics import RoundRecorder
 from zk0.federation.replies import stream_replies
-from zk0.federation.rounds import EVAL_BEFORE_TRAIN, RoundPlan, StepClock
+from zk0.federation.rounds import RoundPlan, StepClock
 from zk0.federation.strategy import ValidatedFedProx
 from zk0.logs import setup_logging
 from zk0.model.weights import arrays_nbytes, to_array_record
@@ -32,7 +33,7 @@ app = ServerApp()
 def main(grid: Grid, context: Context) -> None:
     setup_logging()
     settings = FederationSettings.from_run_config(context.run_config)
-    plan = RoundPlan.from_run_config(context.run_config, settings)
+    plan = RoundPlan.from_settings(settings)
     run_dir = settings.run_dir()
     model = GlobalModel(settings)
     arrays, first_round = model.initial_arrays(), 1
@@ -50,10 +51,9 @@ def main(grid: Grid, context: Context) -> None:
         max_update_norm=settings.max_update_norm,
         # Caps on the example counts nodes report: what one message asks of a node.
         max_train_examples=settings.local_steps * settings.batch_size,
-        max_eval_examples=max(settings.eval_batches, 0) * settings.batch_size,
+        max_eval_examples=settings.eval_batches * settings.batch_size,
     )
-    config = {**settings.as_dict(), "client_eval_every": plan.client_eval_every}
-    recorder = RoundRecorder(run_dir, run_dir.name, settings.wandb_project, config)
+    recorder = RoundRecorder(run_dir, run_dir.name, settings.wandb_project, settings.as_dict())
     log.info(
         "run %s: rounds %d..%d, %d trainable tensors (%d bytes)",
         run_dir.name,
@@ -70,7 +70,7 @@ def main(grid: Grid, context: Context) -> None:
         clock = StepClock()  # where the round's time goes, for the round JSON
         # Train: nodes score the global weights on their held-out episodes, then train from
         # them; updates are validated and averaged. One message (one process) per node.
-        train_config = ConfigRecord({EVAL_BEFORE_TRAIN: True})
+        train_config = ConfigRecord({wire.EVAL_BEFORE_TRAIN: True})
         messages = strategy.configure_train(server_round, to_array_record(arrays), train_config, grid)
         replies = stream_replies(grid, messages, settings.round_timeout)
         arrays, train_report = strategy.aggregate_stream(server_round, replies, reference=arrays)
@@ -78,17 +78,17 @@ def main(grid: Grid, context: Context) -> None:
         eval_start = train_report.evaluations_before_train()
         record = {
             "train": train_report.as_dict(),
-            "train-loss": train_report.mean("train-loss"),
+            "train-loss": train_report.mean(wire.TRAIN_LOSS),
             # Scores the weights this round started from (the previous round's result).
             "client-eval-start": eval_start.as_dict(),
-            "client-eval-start-loss": eval_start.mean("eval-loss"),
+            "client-eval-start-loss": eval_start.mean(wire.EVAL_LOSS),
             "bytes-per-client": arrays_nbytes(arrays),
         }
         if plan.evaluate_messages(server_round):  # nodes score this round's result now
             messages = strategy.configure_evaluate(server_round, to_array_record(arrays), ConfigRecord(), grid)
             report = strategy.collect_evaluations(server_round, stream_replies(grid, messages, settings.round_timeout))
             record["client-eval"] = report.as_dict()
-            record["client-eval-loss"] = report.mean("eval-loss")
+            record["client-eval-loss"] = report.mean(wire.EVAL_LOSS)
             clock.lap("evaluate-messages")
         if plan.server_eval(server_round):
             record["server-eval"] = model.evaluate(arrays)

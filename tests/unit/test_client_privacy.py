@@ -13,7 +13,7 @@ from flwr.app import ConfigRecord, Context, Message, RecordDict
 
 from zk0.client_app import NodeError
 from zk0.client_app import app as client_app
-from zk0.federation.rounds import EVAL_BEFORE_TRAIN
+from zk0.federation import protocol as wire
 from zk0.model.weights import get_trainable_arrays, to_array_record
 from zk0.privacy import anonymous_dataset_label, load_or_create_secret
 
@@ -32,8 +32,8 @@ def context(node_config, **overrides):
 
 
 def request(kind, arrays, **config):
-    config = ConfigRecord({"server-round": 1, "proximal-mu": 0.1, **config})
-    content = RecordDict({"arrays": to_array_record(arrays), "config": config})
+    config = ConfigRecord({wire.SERVER_ROUND: 1, wire.PROXIMAL_MU: 0.1, **config})
+    content = RecordDict({wire.ARRAYS: to_array_record(arrays), wire.CONFIG: config})
     return Message(content=content, dst_node_id=7, message_type=kind)
 
 
@@ -58,7 +58,7 @@ def secrets_of(dataset: Path) -> list[str]:
 def test_label_is_stable_keyed_and_opaque(tmp_path):
     secret_path = tmp_path / "label-secret"
     secret = load_or_create_secret(secret_path)
-    assert stat.S_IMODE(os.stat(secret_path).st_mode) == 0o600
+    assert stat.S_IMODE(secret_path.stat().st_mode) == 0o600
     assert load_or_create_secret(secret_path) == secret
     label = anonymous_dataset_label("hf:alice/kitchen-so100", secret)
     assert label == anonymous_dataset_label("hf:alice/kitchen-so100", secret)
@@ -72,26 +72,32 @@ def test_train_and_evaluate_replies_leak_nothing_about_the_node(synth_dataset, t
     node_config = {"dataset-uri": f"local:{synth_dataset}"}
     arrays = get_trainable_arrays(tiny_policy)
     replies = [
-        client_app(request("train", arrays, **{EVAL_BEFORE_TRAIN: True}), context(node_config)),
+        client_app(request("train", arrays, **{wire.EVAL_BEFORE_TRAIN: True}), context(node_config)),
         client_app(request("evaluate", arrays), context(node_config)),
     ]
     for reply in replies:
         text = all_text(reply)
         for private in secrets_of(synth_dataset):
             assert private not in text, f"{private!r} leaked in a {reply.metadata.message_type} reply"
-        label = reply.content["node"]["dataset-label"]
+        label = reply.content[wire.NODE][wire.DATASET_LABEL]
         assert label.startswith("ds-")
-    trained = replies[0].content["arrays"]
+    # The replies speak the protocol the server reads: its record names and figures, all of them.
+    train, evaluate = replies
+    assert set(train.content.keys()) == {wire.ARRAYS, wire.METRICS, wire.NODE}
+    assert set(evaluate.content.keys()) == {wire.METRICS, wire.NODE}
+    assert set(train.content[wire.METRICS]) == wire.TRAIN_METRICS
+    assert set(evaluate.content[wire.METRICS]) == wire.EVALUATE_METRICS
+    trained = train.content[wire.ARRAYS]
     assert list(trained.keys()) == list(arrays)
     assert any(not np.array_equal(trained[n].numpy(), arrays[n]) for n in arrays), "training changed no weight"
-    assert replies[0].content["metrics"]["num-examples"] == 16
-    assert replies[1].content["metrics"]["eval-loss"] > 0
+    assert train.content[wire.METRICS][wire.NUM_EXAMPLES] == 16
+    assert evaluate.content[wire.METRICS][wire.EVAL_LOSS] > 0
     # Asked to, the train reply scores the received weights: the evaluate message's figures.
-    scored = replies[0].content["metrics"]
-    assert scored["eval-loss"] == pytest.approx(replies[1].content["metrics"]["eval-loss"])
-    assert scored["eval-num-examples"] == replies[1].content["metrics"]["num-examples"]
-    plain = client_app(request("train", arrays), context(node_config)).content["metrics"]
-    assert "eval-loss" not in plain and plain["train-loss"] == pytest.approx(scored["train-loss"])
+    scored = train.content[wire.METRICS]
+    assert scored[wire.EVAL_LOSS] == pytest.approx(evaluate.content[wire.METRICS][wire.EVAL_LOSS])
+    assert scored[wire.EVAL_NUM_EXAMPLES] == evaluate.content[wire.METRICS][wire.NUM_EXAMPLES]
+    plain = client_app(request("train", arrays), context(node_config)).content[wire.METRICS]
+    assert wire.EVAL_LOSS not in plain and plain[wire.TRAIN_LOSS] == pytest.approx(scored[wire.TRAIN_LOSS])
 
 
 def test_a_failing_node_reports_no_details(tmp_path, tiny_policy, caplog):
@@ -111,7 +117,7 @@ def test_a_node_without_held_out_episodes_still_trains_when_asked_to_score(
 ):
     monkeypatch.setenv("ZK0_LABEL_SECRET", str(zk0_cache / "label-secret"))
     arrays = get_trainable_arrays(tiny_policy)
-    msg = request("train", arrays, **{EVAL_BEFORE_TRAIN: True})
+    msg = request("train", arrays, **{wire.EVAL_BEFORE_TRAIN: True})
     reply = client_app(msg, context({"dataset-uri": f"local:{synth_dataset}"}, **{"eval-fraction": 0.0}))
-    assert not reply.has_error() and "arrays" in reply.content
-    assert "eval-loss" not in reply.content["metrics"] and reply.content["metrics"]["num-examples"] == 16
+    assert not reply.has_error() and wire.ARRAYS in reply.content
+    assert wire.EVAL_LOSS not in reply.content[wire.METRICS] and reply.content[wire.METRICS][wire.NUM_EXAMPLES] == 16

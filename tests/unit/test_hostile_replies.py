@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from flwr.app import ConfigRecord, Message, MetricRecord, RecordDict
 
-from zk0.federation.strategy import RoundFailed, ValidatedFedProx
+from zk0.federation import protocol as wire
+from zk0.federation.strategy import UNKNOWN_FIGURES, RoundFailed, ValidatedFedProx
 from zk0.federation.validation import METRIC_RANGE, UpdateRejected, validate_update
 from zk0.model.weights import to_array_record
 
@@ -24,12 +25,12 @@ def shifted(shift, reference=REF):
 def reply(node_id, label="ds-a", examples=10.0, arrays=None, message_type="train", **metrics):
     content = RecordDict(
         {
-            "metrics": MetricRecord({"num-examples": examples, "train-loss": 1.0, **metrics}),
-            "node": ConfigRecord({"dataset-label": label}),
+            wire.METRICS: MetricRecord({wire.NUM_EXAMPLES: examples, wire.TRAIN_LOSS: 1.0, **metrics}),
+            wire.NODE: ConfigRecord({wire.DATASET_LABEL: label}),
         }
     )
     if message_type == "train":
-        content["arrays"] = to_array_record(shifted(0.1) if arrays is None else arrays)
+        content[wire.ARRAYS] = to_array_record(shifted(0.1) if arrays is None else arrays)
     msg = Message(content=RecordDict(), dst_node_id=node_id, message_type=message_type)
     return Message(content=content, reply_to=msg)
 
@@ -144,14 +145,53 @@ def test_a_second_reply_from_one_node_is_not_counted_twice():
     np.testing.assert_allclose(arrays["w"], np.full((3, 2), 1.0, np.float32))
 
 
+def test_figures_a_reply_kind_does_not_carry_are_dropped_in_one_entry():
+    made_up = {f"x{i}": 1.0 for i in range(50)}
+    train = [reply(1, **made_up, **{"update-norm": 0.0}), reply(2, "ds-b")]
+    _, report = strategy().aggregate_stream(1, train, REF)
+    assert set(report.clients["1"]) == set(report.clients["2"])  # the same figures as an honest reply
+    assert report.clients["1"]["update-norm"] > 0  # the server's own figure, not the node's
+    assert list(report.dropped_metrics["1"]) == [UNKNOWN_FIGURES]
+    assert report.dropped_metrics["1"][UNKNOWN_FIGURES].startswith("51 name(s) zk0 does not send: 'x0', 'x1'")
+    # A train-only figure in an evaluate reply is not an evaluation figure.
+    evaluate = reply(1, message_type="evaluate", **{wire.EVAL_LOSS: 1.0})
+    report = strategy().collect_evaluations(1, [evaluate])
+    assert set(report.clients["1"]) == {wire.DATASET_LABEL, wire.NUM_EXAMPLES, wire.EVAL_LOSS}
+    assert f"'{wire.TRAIN_LOSS}'" in report.dropped_metrics["1"][UNKNOWN_FIGURES]
+
+
+class UntouchableGrid:
+    """A Grid that fails the test if a refused entry point gets as far as using it."""
+
+    def __getattr__(self, name):
+        raise AssertionError(f"the refused entry point used grid.{name}")
+
+
+# Flower's examples call these; each would trust every reply, so each refuses and names
+# what zk0 uses instead.
 @pytest.mark.parametrize(
-    ("call", "instead"),
+    ("call", "name", "instead"),
     [
-        (lambda s: s.start(grid=None, initial_arrays=None), "aggregate_stream"),
-        (lambda s: s.aggregate_train(1, [reply(1)]), "aggregate_stream"),
-        (lambda s: s.aggregate_evaluate(1, [reply(1, message_type="evaluate")]), "collect_evaluations"),
+        (
+            lambda s: s.start(grid=UntouchableGrid(), initial_arrays=to_array_record(REF), num_rounds=1),
+            "start",
+            r"the round loop of zk0.server_app \(configure_train \+ aggregate_stream\)",
+        ),
+        (
+            lambda s: s.aggregate_train(1, [reply(1)]),
+            "aggregate_train",
+            r"aggregate_stream\(server_round, replies, reference=global_arrays\)",
+        ),
+        (
+            lambda s: s.aggregate_evaluate(1, [reply(1, message_type="evaluate")]),
+            "aggregate_evaluate",
+            r"collect_evaluations\(server_round, replies\)",
+        ),
     ],
+    ids=["start", "aggregate_train", "aggregate_evaluate"],
 )
-def test_flowers_unvalidated_entry_points_refuse(call, instead):
-    with pytest.raises(NotImplementedError, match=f"unvalidated path.*{instead}"):
+def test_flowers_unvalidated_entry_points_refuse_and_name_zk0s(call, name, instead):
+    with pytest.raises(
+        NotImplementedError, match=f"ValidatedFedProx.{name}\\(\\) is Flower's unvalidated path.*use {instead}"
+    ):
         call(strategy())

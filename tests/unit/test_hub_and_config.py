@@ -42,14 +42,14 @@ BASE = {"num-server-rounds": 2, "local-steps": 3, "lr": 1e-3, "model": "tiny"}
 
 def test_settings_parse_and_override():
     settings = FederationSettings.from_run_config({**BASE, "proximal-mu": 0.5, "server-eval-datasets": "a, b"})
-    assert settings.proximal_mu == 0.5 and settings.server_eval_datasets == ("a", "b")
+    assert settings.proximal_mu == 0.5 and settings.eval_datasets == ("a", "b")
     assert settings.train_config(3, 0.5).local_steps == 3
 
 
 @pytest.mark.parametrize(
     ("config", "message"),
     [
-        ({k: v for k, v in BASE.items() if k != "lr"}, "lacks 'lr'"),
+        ({**BASE, "lr ": 1e-3}, r"unknown key\(s\) lr "),
         ({**BASE, "local-steps": "ten"}, "'local-steps' = 'ten' should be int"),
         ({**BASE, "num-server-rounds": 0}, "'num-server-rounds' must be at least 1"),
     ],

@@ -8,6 +8,7 @@ import pytest
 from flwr.app import ConfigRecord, Message, MetricRecord, RecordDict
 
 from zk0.config import ConfigError, FederationSettings
+from zk0.federation import protocol as wire
 from zk0.federation.rounds import RoundPlan
 from zk0.federation.strategy import ValidatedFedProx
 from zk0.model.weights import to_array_record
@@ -20,7 +21,7 @@ BASE = {"num-server-rounds": 5, "local-steps": 1, "lr": 1e-3, "model": "tiny"}
 
 def plan(**overrides) -> RoundPlan:
     config = {**BASE, **overrides}
-    return RoundPlan.from_run_config(config, FederationSettings.from_run_config(config))
+    return RoundPlan.from_settings(FederationSettings.from_run_config(config))
 
 
 def test_evaluate_messages_are_off_by_default_and_every_n_when_asked():
@@ -29,10 +30,10 @@ def test_evaluate_messages_are_off_by_default_and_every_n_when_asked():
     assert all(plan(**{"client-eval-every": 1}).evaluate_messages(r) for r in range(1, 6))
 
 
-@pytest.mark.parametrize("bad", [-1, 1.5, "2", True])
-def test_a_bad_client_eval_every_is_refused_by_name(bad):
-    with pytest.raises(ConfigError, match="client-eval-every"):
-        plan(**{"client-eval-every": bad})
+@pytest.mark.parametrize("key", ["client-eval-every", "server-eval-every", "checkpoint-every"])
+def test_a_negative_every_is_refused_not_read_as_zero(key):
+    with pytest.raises(ConfigError, match=f"'{key}' = -1"):
+        plan(**{key: -1})
 
 
 def test_server_eval_and_checkpoint_always_cover_the_last_round():
@@ -44,9 +45,9 @@ def test_server_eval_and_checkpoint_always_cover_the_last_round():
 def train_reply(label, examples, metrics, node_id):
     content = RecordDict(
         {
-            "arrays": to_array_record(OrderedDict(w=np.full((3, 2), 0.1, np.float32))),
-            "metrics": MetricRecord({"num-examples": float(examples), "train-loss": 1.0, **metrics}),
-            "node": ConfigRecord({"dataset-label": label}),
+            wire.ARRAYS: to_array_record(OrderedDict(w=np.full((3, 2), 0.1, np.float32))),
+            wire.METRICS: MetricRecord({wire.NUM_EXAMPLES: float(examples), wire.TRAIN_LOSS: 1.0, **metrics}),
+            wire.NODE: ConfigRecord({wire.DATASET_LABEL: label}),
         }
     )
     msg = Message(content=content, dst_node_id=node_id, message_type="train")
@@ -63,11 +64,11 @@ def test_scores_of_the_received_weights_are_weighted_by_eval_examples():
         max_eval_examples=8,
     )
     replies = [
-        train_reply("ds-a", 100, {"eval-loss": 1.0, "eval-num-examples": 1.0}, node_id=1),
-        train_reply("ds-b", 1, {"eval-loss": 4.0, "eval-num-examples": 3.0}, node_id=2),
+        train_reply("ds-a", 100, {wire.EVAL_LOSS: 1.0, wire.EVAL_NUM_EXAMPLES: 1.0}, node_id=1),
+        train_reply("ds-b", 1, {wire.EVAL_LOSS: 4.0, wire.EVAL_NUM_EXAMPLES: 3.0}, node_id=2),
         train_reply("ds-old", 5, {}, node_id=3),  # a node that was not asked (or an older ClientApp)
     ]
     _, report = strategy.aggregate_stream(1, replies, REF)
     scores = report.evaluations_before_train()
-    assert {c["dataset-label"] for c in scores.clients.values()} == {"ds-a", "ds-b"}
-    assert scores.mean("eval-loss") == pytest.approx((1.0 * 1 + 4.0 * 3) / 4)
+    assert {c[wire.DATASET_LABEL] for c in scores.clients.values()} == {"ds-a", "ds-b"}
+    assert scores.mean(wire.EVAL_LOSS) == pytest.approx((1.0 * 1 + 4.0 * 3) / 4)

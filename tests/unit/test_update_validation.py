@@ -6,6 +6,7 @@ from flwr.app import ConfigRecord, Message, MetricRecord, RecordDict
 from flwr.app import Error as FlowerError
 
 from zk0.faults import FAULTS, inject_fault
+from zk0.federation import protocol as wire
 from zk0.federation.aggregation import StreamingWeightedMean
 from zk0.federation.strategy import RoundFailed, ValidatedFedProx
 from zk0.federation.validation import UpdateRejected, validate_update
@@ -64,9 +65,9 @@ def test_streaming_mean_equals_the_weighted_average():
 def reply(arrays, examples, label, node_id=1):
     content = RecordDict(
         {
-            "arrays": to_array_record(arrays),
-            "metrics": MetricRecord({"num-examples": float(examples), "train-loss": 1.0}),
-            "node": ConfigRecord({"dataset-label": label}),
+            wire.ARRAYS: to_array_record(arrays),
+            wire.METRICS: MetricRecord({wire.NUM_EXAMPLES: float(examples), wire.TRAIN_LOSS: 1.0}),
+            wire.NODE: ConfigRecord({wire.DATASET_LABEL: label}),
         }
     )
     msg = Message(content=content, dst_node_id=node_id, message_type="train")

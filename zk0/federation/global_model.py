@@ -34,7 +34,7 @@ class GlobalModel:
         from lerobot.datasets.compute_stats import aggregate_stats
         from lerobot.datasets.factory import resolve_delta_timestamps
 
-        if not settings.server_eval_datasets:
+        if not settings.eval_datasets:
             raise ConfigError(
                 "run config 'server-eval-datasets' is empty: list at least one dataset URI "
                 "(comma-separated); the server builds the policy from its features and evaluates on it"
@@ -43,12 +43,12 @@ class GlobalModel:
         model_cfg = settings.model_config()
         self.device = model_cfg.resolved_device()
         cache = model_cfg.cache_dir
-        uris = [materialize_uri(u, cache) for u in settings.server_eval_datasets]
+        uris = [materialize_uri(u, cache) for u in settings.eval_datasets]
         metas = [open_metadata(u) for u in uris]
         self.policy = build_policy(model_cfg, metas[0])
         delta = resolve_delta_timestamps(self.policy.config, metas[0])
         self.eval_sets = []
-        for name, uri, meta in zip(settings.server_eval_datasets, uris, metas, strict=True):
+        for name, uri, meta in zip(settings.eval_datasets, uris, metas, strict=True):
             pre, _ = build_processors(self.policy.config, meta.stats, self.device)
             dataset = open_dataset(uri, list(range(meta.total_episodes)), delta)
             self.eval_sets.append(EvalSet(name=name, preprocessor=pre, dataset=dataset))

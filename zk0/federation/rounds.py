@@ -12,35 +12,28 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
-from zk0.config import ConfigError, FederationSettings
-
-# Train message config key: evaluate the received weights before training, and report it.
-EVAL_BEFORE_TRAIN = "eval-before-train"
-
-
-def _every(run_config: dict[str, Any], key: str, default: int) -> int:
-    value = run_config.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ConfigError(f"run config '{key}' = {value!r} should be a whole number >= 0 (0 = never)")
-    return value
+from zk0.config import FederationSettings
 
 
 @dataclass(frozen=True)
 class RoundPlan:
+    """The `*-every` settings (parsed by `zk0.config.parse_every`, one rule for all) as
+    decisions: work is due after each round divisible by N, none when N is 0; server eval
+    and checkpoints also after the last round, so a run always ends evaluated and saved."""
+
     num_rounds: int
-    client_eval_every: int  # evaluate messages after rounds divisible by this; 0 = never
-    server_eval_every: int  # 0 = after the last round only
-    checkpoint_every: int  # 0 = after the last round only
+    client_eval_every: int
+    server_eval_every: int
+    checkpoint_every: int
 
     @classmethod
-    def from_run_config(cls, run_config: dict[str, Any], settings: FederationSettings) -> RoundPlan:
+    def from_settings(cls, settings: FederationSettings) -> RoundPlan:
         return cls(
             num_rounds=settings.num_server_rounds,
-            client_eval_every=_every(run_config, "client-eval-every", 0),
-            server_eval_every=max(settings.server_eval_every, 0),
-            checkpoint_every=max(settings.checkpoint_every, 0),
+            client_eval_every=settings.client_eval_every,
+            server_eval_every=settings.server_eval_every,
+            checkpoint_every=settings.checkpoint_every,
         )
 
     @staticmethod

@@ -18,15 +18,17 @@ import numpy as np
 from flwr.app import Message
 from flwr.serverapp.strategy import FedProx
 
+from zk0.federation import protocol as wire
 from zk0.federation.aggregation import StreamingWeightedMean
 from zk0.federation.validation import UpdateRejected, check_examples, metric_problem, validate_update
 
 log = logging.getLogger(__name__)
 
-WEIGHT_KEY = "num-examples"
-EVAL_WEIGHT_KEY = "eval-num-examples"  # in train replies that also evaluated the received weights
-NODE_RECORD = "node"  # ConfigRecord with the node's anonymous dataset label
-LABEL_KEY = "dataset-label"
+WEIGHT_KEY = wire.NUM_EXAMPLES
+EVAL_WEIGHT_KEY = wire.EVAL_NUM_EXAMPLES  # in train replies that also evaluated the received weights
+LABEL_KEY = wire.DATASET_LABEL
+UPDATE_NORM = "update-norm"  # the server's own figure for each accepted update (not a wire name)
+UNKNOWN_FIGURES = "unknown-figures"  # the entry in `dropped_metrics` for names zk0 does not send
 _MAX_LABEL = 64  # a label is `ds-` + 16 hex digits; anything longer is cut in reports and logs
 
 
@@ -63,9 +65,9 @@ class RoundReport:
         """The held-out losses that accepted train replies report for the weights they
         received, weighted by their own eval example counts (not by training examples)."""
         clients = {
-            node: {LABEL_KEY: m[LABEL_KEY], "eval-loss": m["eval-loss"], WEIGHT_KEY: m[EVAL_WEIGHT_KEY]}
+            node: {LABEL_KEY: m[LABEL_KEY], wire.EVAL_LOSS: m[wire.EVAL_LOSS], WEIGHT_KEY: m[EVAL_WEIGHT_KEY]}
             for node, m in self.clients.items()
-            if "eval-loss" in m and EVAL_WEIGHT_KEY in m
+            if wire.EVAL_LOSS in m and EVAL_WEIGHT_KEY in m
         }
         return RoundReport(clients=clients)
 
@@ -77,7 +79,7 @@ def _node(reply: Message) -> str:
 def _label(reply: Message) -> str:
     if not reply.has_content():
         return ""
-    record = reply.content.config_records.get(NODE_RECORD)
+    record = reply.content.config_records.get(wire.NODE)
     label = record.get(LABEL_KEY) if record else None
     return str(label)[:_MAX_LABEL] if label else ""
 
@@ -87,18 +89,26 @@ def _metrics(
 ) -> tuple[dict[str, float], dict[str, str]]:
     """(usable figures, dropped figure -> reason). Raises `UpdateRejected` when the example
     count that weights the reply is missing or unusable: then the whole reply is dropped.
-    Any other figure that is not finite or outside `METRIC_RANGE` is only dropped, and the
+    Any other figure that is not finite, outside `METRIC_RANGE` or not one the reply kind
+    carries (`protocol.TRAIN_METRICS`, `protocol.EVALUATE_METRICS`) is only dropped, and the
     reply's weights may still be used: they are validated on their own. `eval_cap` (train
     replies only) caps the count that weights the loss a node reports before training."""
-    record = reply.content.metric_records.get("metrics")
+    record = reply.content.metric_records.get(wire.METRICS)
     if record is None or WEIGHT_KEY not in record:
         raise UpdateRejected(f"reply has no '{WEIGHT_KEY}' metric to weight it by")
     metrics = {WEIGHT_KEY: check_examples(record[WEIGHT_KEY], weight_cap, WEIGHT_KEY)}
     dropped: dict[str, str] = {}
+    known = wire.EVALUATE_METRICS if eval_cap is None else wire.TRAIN_METRICS
+    unknown = [key for key in record if key not in known]
+    if unknown:  # one entry, names cut: a node cannot grow the round's report with made-up names
+        names = ", ".join(repr(key[:_MAX_LABEL]) for key in unknown[:3])
+        dropped[UNKNOWN_FIGURES] = f"{len(unknown)} name(s) zk0 does not send: {names}"
     for key, value in record.items():
-        if key == WEIGHT_KEY or isinstance(value, list):  # lists are not figures zk0 reports
+        if key == WEIGHT_KEY or key not in known:
             continue
-        if (problem := metric_problem(float(value))) is None:
+        if isinstance(value, list):
+            dropped[key] = "a list, not a figure"
+        elif (problem := metric_problem(float(value))) is None:
             metrics[key] = float(value)
         else:
             dropped[key] = problem
@@ -110,9 +120,9 @@ def _metrics(
         except UpdateRejected as err:
             dropped[EVAL_WEIGHT_KEY] = str(err)
             del metrics[EVAL_WEIGHT_KEY]
-    if "eval-loss" in metrics and EVAL_WEIGHT_KEY not in metrics:
-        dropped["eval-loss"] = f"no usable '{EVAL_WEIGHT_KEY}' to weight it by"
-        del metrics["eval-loss"]
+    if wire.EVAL_LOSS in metrics and EVAL_WEIGHT_KEY not in metrics:
+        dropped[wire.EVAL_LOSS] = f"no usable '{EVAL_WEIGHT_KEY}' to weight it by"
+        del metrics[wire.EVAL_LOSS]
     return metrics, dropped
 
 
@@ -133,7 +143,10 @@ class ValidatedFedProx(FedProx):
     def __init__(
         self, *, max_update_norm: float, max_train_examples: int, max_eval_examples: int, **kwargs: Any
     ) -> None:
-        super().__init__(**kwargs)
+        # The record and weight names are the protocol's, whatever Flower's defaults become.
+        super().__init__(
+            weighted_by_key=WEIGHT_KEY, arrayrecord_key=wire.ARRAYS, configrecord_key=wire.CONFIG, **kwargs
+        )
         self.max_update_norm = max_update_norm
         self.max_train_examples = max_train_examples
         self.max_eval_examples = max_eval_examples
@@ -141,7 +154,7 @@ class ValidatedFedProx(FedProx):
     def _refuse(self, name: str, instead: str) -> NotImplementedError:
         return NotImplementedError(
             f"{type(self).__name__}.{name}() is Flower's unvalidated path (it trusts every reply's weights "
-            f"and 'num-examples'); use {instead}"
+            f"and '{WEIGHT_KEY}'); use {instead}"
         )
 
     def start(self, *args: Any, **kwargs: Any) -> Any:
@@ -183,7 +196,7 @@ class ValidatedFedProx(FedProx):
                 if record is None:
                     raise UpdateRejected("reply carries no weights")
                 update = OrderedDict((name, array.numpy()) for name, array in record.items())
-                metrics["update-norm"] = validate_update(update, reference, self.max_update_norm)
+                metrics[UPDATE_NORM] = validate_update(update, reference, self.max_update_norm)
             except UpdateRejected as err:
                 self._reject(report, server_round, node, label, str(err))
                 continue

@@ -18,8 +18,9 @@ from torch.utils.data import DataLoader
 
 @dataclass(frozen=True)
 class TrainConfig:
-    local_steps: int = 10
-    batch_size: int = 4
+    # No defaults for the run's knobs: they come from FederationSettings (pyproject's).
+    local_steps: int
+    batch_size: int
     lr: float | None = None  # None keeps the policy's preset learning rate
     proximal_mu: float = 0.0
     seed: int = 0
@@ -77,8 +78,8 @@ def train_steps(policy, preprocessor, dataset, cfg: TrainConfig) -> TrainResult:
     policy.train()
     result = TrainResult()
     start = time.perf_counter()
-    for batch in itertools.islice(batches, cfg.local_steps):
-        batch = preprocessor(batch)
+    for raw in itertools.islice(batches, cfg.local_steps):
+        batch = preprocessor(raw)
         loss, _ = policy.forward(batch)
         result.losses.append(loss.item())
         if anchor is not None:
@@ -101,8 +102,8 @@ def evaluate_loss(
     torch.manual_seed(seed)  # SmolVLA samples noise and time in forward()
     loader = _loader(dataset, batch_size, seed, shuffle=False, num_workers=num_workers)
     total, count = 0.0, 0
-    for batch in itertools.islice(loader, max_batches):
-        batch = preprocessor(batch)
+    for raw in itertools.islice(loader, max_batches):
+        batch = preprocessor(raw)
         loss, _ = policy.forward(batch)
         n = len(batch["action"])
         total += loss.item() * n
