@@ -5,7 +5,12 @@ from __future__ import annotations
 import importlib
 import sys
 
-SECTIONS = {"training": "bench.training", "deployment": "bench.deployment", "frontdoor": "bench.frontdoor"}
+SECTIONS = {
+    "training": "bench.training",
+    "deployment": "bench.deployment",
+    "frontdoor": "bench.frontdoor",
+    "transfer": "bench.transfer",
+}
 
 
 def main(argv: list[str]) -> int:

@@ -245,7 +245,8 @@ def _report(np_rounds: list[dict], zk_records: list[dict], weight_bytes: int, in
     print("  numpy round: a train message (array + 1) and an evaluate message to each node, FedAvg")
     print("  zk0 round:   a train message to each node (score the received weights on held-out episodes,")
     print(
-        f"               then {TINY_RUN['local-steps']} SmolVLA steps), validated FedProx mean, server eval on 2 datasets,"
+        f"               then {TINY_RUN['local-steps']} SmolVLA steps), validated FedProx mean, "
+        "server eval on 2 datasets,"
     )
     print("               checkpoint, round JSON + wandb (offline); evaluate messages off (client-eval-every = 0)")
     print(
@@ -253,7 +254,8 @@ def _report(np_rounds: list[dict], zk_records: list[dict], weight_bytes: int, in
         f"  (train phase {np_train:.1f}, evaluate phase {np_mean - np_train:.1f})"
     )
     print(
-        f"zk0   s/round (server clock): {' '.join(f'{float(r["seconds"]):.1f}' for r in zk_records)}  mean {zk_mean:.1f}"
+        f"zk0   s/round (server clock): {' '.join(f'{float(r["seconds"]):.1f}' for r in zk_records)}  "
+        f"mean {zk_mean:.1f}"
     )
     print(
         f"ratio zk0/numpy per round: {zk_mean / np_mean:.2f}  (target <= 1.5); "
@@ -273,7 +275,8 @@ def _report(np_rounds: list[dict], zk_records: list[dict], weight_bytes: int, in
         proxy = info.get("proxy", {})
         print(
             f"  proxy (nginx, public + admin listener): {proxy.get('requests', 0) / ROUNDS:.0f} requests/round, "
-            f"its own time {proxy.get('seconds', 0.0) / ROUNDS * 1000:.0f} ms/round (request time minus the SuperLink's)"
+            f"its own time {proxy.get('seconds', 0.0) / ROUNDS * 1000:.0f} ms/round "
+            "(request time minus the SuperLink's)"
         )
     if weight_bytes:
         wire = infos["zk0"]["network-traffic"]["total-bytes"] / ROUNDS

@@ -84,7 +84,8 @@ def run() -> None:
         )
         over = httpx.post(proxied, content=b"\0" * (LARGEST_BODY + 8192), verify=ca, timeout=60).status_code
         print(
-            f"one body 8 KiB over the limit: HTTP {over} from the proxy; SuperLink RSS {_rss_mib(superlink.pid):.0f} MiB"
+            f"one body 8 KiB over the limit: HTTP {over} from the proxy; "
+            f"SuperLink RSS {_rss_mib(superlink.pid):.0f} MiB"
         )
     finally:
         fed.close()

@@ -334,7 +334,8 @@ def _print_row(row: dict) -> None:
         print(f"batch {row['batch_size']}: {row['error']}", flush=True)
         return
     print(
-        f"{row.get('label', '')} batch {row['batch_size']:>3}: {row['s_per_step']:.4f} s/step  {row['samples_per_s']:8.1f} samples/s  "
+        f"{row.get('label', '')} batch {row['batch_size']:>3}: {row['s_per_step']:.4f} s/step  "
+        f"{row['samples_per_s']:8.1f} samples/s  "
         f"data {row['data_s_per_batch']:.4f} s/batch  peak {row.get('max_allocated_mib', 0):9.0f} MiB  "
         f"loss {row['loss_first']:.3f}->{row['loss_last']:.3f}",
         flush=True,
@@ -450,7 +451,7 @@ def main(argv=None) -> int:
         "runs": [],
     }
     print(f"versions: {report['versions']}", flush=True)
-    out = args.json or (os.path.join(os.environ["OUT"], "gpu_step.json") if os.environ.get("OUT") else None)
+    out = args.json or (Path(os.environ["OUT"]) / "gpu_step.json" if os.environ.get("OUT") else None)
 
     def save() -> None:  # after every row, so a run cut short still leaves its figures
         if out:

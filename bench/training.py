@@ -86,8 +86,8 @@ def _lerobot_loop(policy, pre, dataset, steps, batch):
     policy.train()
     started = time.perf_counter()
     n = 0
-    for item in itertools.islice(itertools.chain.from_iterable(itertools.repeat(loader)), steps):
-        item = pre(item)
+    for raw in itertools.islice(itertools.chain.from_iterable(itertools.repeat(loader)), steps):
+        item = pre(raw)
         tracker, _ = update_policy(tracker, policy, item, optimizer, preset.grad_clip_norm, accelerator)
         n += len(item["action"])
     return n / (time.perf_counter() - started)

@@ -1,7 +1,8 @@
 # zk0 edge proxy: Debian's nginx-light with zk0's configuration (zk0/deploy/proxy/), the only
 # process of the server stack that faces the network. See docs/SECURITY.md.
 #
-#   DOCKER_BUILDKIT=1 docker build -f docker/proxy.Dockerfile -t zk0-proxy:0.4.0 .
+#   DOCKER_BUILDKIT=1 docker build -f docker/proxy.Dockerfile --build-arg ZK0_VERSION=<version> -t zk0-proxy:<version> .
+# <version> is pyproject.toml's [project] version (scripts/build-image.sh reads it from there).
 # Without a registry, build on the local base: --build-arg BASE_IMAGE=zk0-base:py3.12-bookworm
 # (`make image` does). Any Debian 12 image with python3 works: the renderer is standard library.
 
@@ -22,7 +23,9 @@ ENTRYPOINT ["python3", "/opt/zk0-proxy/render.py"]
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
     CMD ["python3", "/opt/zk0-proxy/render.py", "--health"]
 
-ARG ZK0_VERSION=0.4.0
+# No default (it would go stale): scripts/build-image.sh passes pyproject.toml's version.
+ARG ZK0_VERSION
+RUN test -n "$ZK0_VERSION" || { echo "pass --build-arg ZK0_VERSION=<pyproject.toml version>" >&2; exit 1; }
 LABEL org.opencontainers.image.title="zk0-proxy" \
       org.opencontainers.image.description="nginx edge proxy for the zk0 server stack: Fleet API public, Control API behind a token" \
       org.opencontainers.image.version="${ZK0_VERSION}" \

@@ -10,6 +10,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from zk0 import __version__
+
 ROOT = Path(__file__).resolve().parent.parent
 LABEL = "org.zk0.lab"  # every container, network and volume the lab makes carries it
 
@@ -49,8 +51,9 @@ class LabConfig:
     spare: LabHost = LabHost("client-3", "172.30.0.13", "client", dataset_seed=13)
     host_image: str = "zk0-lab-host:trixie"
     registry_image: str = "zk0-lab-registry:trixie"
-    zk0_image: str = field(default_factory=lambda: os.environ.get("ZK0_IMAGE", "zk0:0.4.0"))
-    proxy_image: str = field(default_factory=lambda: os.environ.get("ZK0_PROXY_IMAGE", "zk0-proxy:0.4.0"))
+    # What `make image` tags (inventory/lab/group_vars/all.yml derives the same name).
+    zk0_image: str = field(default_factory=lambda: os.environ.get("ZK0_IMAGE", f"zk0:{__version__}"))
+    proxy_image: str = field(default_factory=lambda: os.environ.get("ZK0_PROXY_IMAGE", f"zk0-proxy:{__version__}"))
     state_dir: Path = field(default_factory=lambda: Path(os.environ.get("ZK0_LAB_DIR", ROOT / ".lab")))
     inventory: Path = ROOT / "inventory" / "lab"
 

@@ -147,11 +147,13 @@ def ensure_ssh_key(cfg: LabConfig) -> None:
 
 
 def ensure_dataset(cfg: LabConfig, host: LabHost) -> Path:
-    """The client's private synthetic SO-100 dataset, made here once (seeded per host)."""
+    """The client's private synthetic SO-100 dataset, made here once (seeded per host): front and
+    wrist cameras stored as video, as lerobot-record stores them (as fast to write as images)."""
     from zk0.data.synthetic import SyntheticDatasetConfig, ensure_synthetic_dataset
 
     root = cfg.datasets_dir / host.name
-    ensure_synthetic_dataset(root, SyntheticDatasetConfig(episodes=6, frames_per_episode=24, seed=host.dataset_seed))
+    recording = SyntheticDatasetConfig.recording(episodes=6, frames_per_episode=24, seed=host.dataset_seed)
+    ensure_synthetic_dataset(root, recording)
     # The SuperNode runs as uid 49999 inside the inner container: world-readable, read-only mount.
     subprocess.run(["chmod", "-R", "a+rX", str(cfg.datasets_dir)], check=True)
     return root

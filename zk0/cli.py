@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -12,7 +12,7 @@ from zk0.deploy.cli import admin_app, node_app, pki_app
 
 # An unexpected error prints a short traceback without local variables: those held HF_TOKEN
 # (in request headers), and the client container runs `zk0 dataset check` at every start.
-QUIET_ERRORS = {"pretty_exceptions_show_locals": False, "pretty_exceptions_short": True}
+QUIET_ERRORS: dict[str, Any] = {"pretty_exceptions_show_locals": False, "pretty_exceptions_short": True}
 
 app = typer.Typer(help="zk0: federated SmolVLA training tools.", no_args_is_help=True, **QUIET_ERRORS)
 dataset_app = typer.Typer(help="Datasets for nodes and the server.", no_args_is_help=True, **QUIET_ERRORS)
@@ -74,12 +74,22 @@ def dataset_synth(
     episodes: Annotated[int, typer.Option(min=2)] = 8,
     frames: Annotated[int, typer.Option(help="Frames per episode.", min=12)] = 40,
     seed: int = 0,
+    video: Annotated[
+        bool, typer.Option(help="As lerobot-record stores an SO-100: front and wrist cameras as AV1 video.")
+    ] = False,
+    resolution: Annotated[str, typer.Option(help="Camera frames as HEIGHTxWIDTH, e.g. 480x640.")] = "48x64",
     overwrite: bool = False,
 ) -> None:
     """Write a synthetic SO-100-style LeRobotDataset (v3.0) with a learnable signal."""
-    from zk0.data.synthetic import SyntheticDatasetConfig, write_synthetic_dataset
+    from zk0.data.synthetic import SyntheticDatasetConfig, parse_resolution, write_synthetic_dataset
 
-    cfg = SyntheticDatasetConfig(episodes=episodes, frames_per_episode=frames, seed=seed)
+    try:
+        height, width = parse_resolution(resolution)
+        options: dict[str, Any] = {"episodes": episodes, "frames_per_episode": frames, "seed": seed}
+        options |= {"image_height": height, "image_width": width}
+        cfg = SyntheticDatasetConfig.recording(**options) if video else SyntheticDatasetConfig(**options)
+    except ValueError as err:
+        raise _error(str(err), code=2) from None
     try:
         root = write_synthetic_dataset(out.absolute(), cfg, overwrite=overwrite)
     except FileExistsError as err:
@@ -107,6 +117,46 @@ def dataset_check(uri: Annotated[str, typer.Argument(help="local:/abs/path or hf
             f"could not check dataset {uri} ({type(err).__name__}: {first}); fix what it names, retry"
         ) from err
     typer.echo(f"ok: {meta.total_episodes} episodes, {meta.total_frames} frames at {meta.fps} fps")
+
+
+@dataset_app.command("convert")
+def dataset_convert(
+    uri: Annotated[str, typer.Argument(help="local:/abs/path of a LeRobot v2.1 dataset")],
+    output: Annotated[
+        Path | None, typer.Option(help="Where the v3.0 dataset goes (default: beside it, as NAME_v30).")
+    ] = None,
+    in_place: Annotated[
+        bool, typer.Option("--in-place", help="Convert the dataset where it is; the original is kept as NAME_old.")
+    ] = False,
+) -> None:
+    """Convert a LeRobot v2.1 dataset to v3.0 with lerobot's converter (on a copy, offline), then check it."""
+    from zk0.data.convert import ConvertConfig, ConvertError, convert_dataset
+    from zk0.data.schema import DatasetSchemaError
+    from zk0.data.uri import DatasetURIError
+
+    try:
+        cfg = ConvertConfig.from_uri(uri, output=output, in_place=in_place)
+    except ConvertError as err:
+        raise _error(str(err), code=2) from None
+    try:
+        result = convert_dataset(cfg)
+    except ConvertError as err:  # the input or the output: nothing was written
+        raise _error(str(err), code=2) from None
+    except (DatasetURIError, DatasetSchemaError) as err:  # converted, but fails the check; it stays for a look
+        raise _error(f"converted to {cfg.destination}, but: {err}") from None
+    except Exception as err:  # never a traceback: its local variables can hold HF_TOKEN
+        first = str(err).splitlines()[0] if str(err) else "no detail"
+        original = (
+            f"{cfg.source}_old (if lerobot moved it) or {cfg.source}" if cfg.in_place else f"{cfg.source}, unchanged"
+        )
+        raise _error(
+            f"lerobot could not convert {uri} ({type(err).__name__}: {first}); the v2.1 original is at {original}"
+        ) from err
+    kept = "unchanged" if result.original == cfg.source else f"kept at {result.original}"
+    typer.echo(
+        f"ok: converted to LeRobot v3.0 at {result.root} ({result.episodes} episodes, {result.frames} frames); "
+        f"the v2.1 original is {kept}. Use dataset-uri=local:{result.root}"
+    )
 
 
 @model_app.command("tiny")
@@ -152,7 +202,7 @@ def sim_stop() -> None:
 
 @app_app.command("hash")
 def app_hash(
-    path: Annotated[Path, typer.Argument(help="An app directory (as given to `flwr run`) or a .fab file.")] = Path("."),
+    path: Annotated[Path, typer.Argument(help="An app directory (as given to `flwr run`) or a .fab file.")] = Path(),
 ) -> None:
     """Print the SHA-256 a node sees for `flwr run PATH`: the value its allowlist must hold."""
     from zk0.supernode.trust import app_hash as compute

@@ -2,9 +2,9 @@
 
 Train: load the global trainable weights, score them on the held-out episodes when the
 server asks (saves a separate evaluate message), run local steps with the FedProx term,
-reply with the new trainable weights and figures. Evaluate: seeded held-out loss. Replies carry
-an anonymous dataset label; errors are logged here in full and sent without details, so
-no path, repo id or hostname ever leaves the node.
+reply with the new trainable weights (encoded as the run's `transfer` says) and figures.
+Evaluate: seeded held-out loss. Replies carry an anonymous dataset label; errors are logged
+here in full and sent without details, so no path, repo id or hostname ever leaves the node.
 """
 
 from __future__ import annotations
@@ -13,15 +13,15 @@ import functools
 import gc
 import logging
 
-from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
 from zk0.config import FederationSettings
 from zk0.data.loading import precheck
 from zk0.faults import inject_fault
 from zk0.federation import protocol as wire
+from zk0.federation.transfer import decode_global, encode_update, message_transfer
 from zk0.logs import setup_logging
-from zk0.model.weights import from_array_record, to_array_record
 from zk0.node import NodeTrainer, node_dataset_uri, node_label
 
 log = logging.getLogger("zk0.client")
@@ -58,10 +58,14 @@ def _open(context: Context) -> tuple[NodeTrainer, str]:
     return NodeTrainer(settings, dataset_uri), node_label(dataset_uri)
 
 
-def _reply(msg: Message, label: str, metrics: dict[str, float], arrays=None) -> Message:
-    content = RecordDict({wire.METRICS: MetricRecord(metrics), wire.NODE: ConfigRecord({wire.DATASET_LABEL: label})})
-    if arrays is not None:
-        content[wire.ARRAYS] = to_array_record(arrays)
+def _reply(
+    msg: Message, label: str, metrics: dict[str, float], records: dict[str, ArrayRecord] | None = None
+) -> Message:
+    content = RecordDict(
+        {wire.METRICS: MetricRecord(dict(metrics)), wire.NODE: ConfigRecord({wire.DATASET_LABEL: label})}
+    )
+    for name, record in (records or {}).items():
+        content[name] = record
     return Message(content=content, reply_to=msg)
 
 
@@ -83,12 +87,16 @@ def _guarded(work):
 @_guarded
 def train(msg: Message, context: Context) -> Message:
     trainer, label = _open(context)
-    config = msg.content[wire.CONFIG]
-    server_round = int(config[wire.SERVER_ROUND])
-    proximal_mu = float(config.get(wire.PROXIMAL_MU, 0.0))
+    config = msg.content.config_records[wire.CONFIG]
+    server_round, proximal_mu = config[wire.SERVER_ROUND], config.get(wire.PROXIMAL_MU, 0.0)
+    if not isinstance(server_round, int) or not isinstance(proximal_mu, int | float):
+        raise ValueError(f"{wire.SERVER_ROUND} must be an integer and {wire.PROXIMAL_MU} a number")
     evaluate_first = bool(config.get(wire.EVAL_BEFORE_TRAIN, False))
-    result = trainer.train(from_array_record(msg.content[wire.ARRAYS]), server_round, proximal_mu, evaluate_first)
-    arrays = inject_fault(result.arrays, context.node_config.get("fault-injection", ""))
+    transfer = message_transfer(config, trainer.settings.transfer)
+    received = decode_global(msg.content.array_records[wire.ARRAYS], transfer)  # float32: the reference of the update
+    result = trainer.train(received, server_round, float(proximal_mu), evaluate_first)
+    assert result.arrays is not None  # training always returns its weights
+    arrays = inject_fault(result.arrays, str(context.node_config.get("fault-injection", "")))
     log.info(
         "round %d: %s trained, loss %.4f -> %.4f",
         server_round,
@@ -96,12 +104,13 @@ def train(msg: Message, context: Context) -> Message:
         result.metrics[wire.TRAIN_LOSS_START],
         result.metrics[wire.TRAIN_LOSS_END],
     )
-    return _reply(msg, label, result.metrics, arrays)
+    return _reply(msg, label, result.metrics, encode_update(arrays, received, transfer, context.state))
 
 
 @app.evaluate()
 @_guarded
 def evaluate(msg: Message, context: Context) -> Message:
     trainer, label = _open(context)
-    result = trainer.evaluate(from_array_record(msg.content[wire.ARRAYS]))
+    transfer = message_transfer(msg.content.config_records[wire.CONFIG], trainer.settings.transfer)
+    result = trainer.evaluate(decode_global(msg.content.array_records[wire.ARRAYS], transfer))
     return _reply(msg, label, result.metrics)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from zk0.federation.protocol import TRANSFERS
 from zk0.model.factory import ModelConfig, default_cache_dir
 from zk0.training.local import TrainConfig
 
@@ -71,6 +72,7 @@ class FederationSettings:
     run_name: str = ""
     resume: bool = False
     max_update_norm: float = 1000.0
+    transfer: str = "bf16"  # how weights travel: fp32, bf16, int8-delta (zk0.federation.transfer)
     round_timeout: float = 3600.0
     wandb_project: str = "zk0"
     hub_repo_id: str = ""
@@ -92,6 +94,12 @@ class FederationSettings:
         for name in _AT_LEAST_ONE:
             if getattr(self, name) < 1:
                 raise ConfigError(f"run config '{config_key(name)}' must be at least 1")
+        if self.transfer not in TRANSFERS:
+            choices = ", ".join(repr(t) for t in TRANSFERS)
+            raise ConfigError(
+                f"run config 'transfer' = {self.transfer!r} should be one of {choices}: "
+                f'set e.g. transfer = "bf16" in --run-config or [tool.flwr.app.config]'
+            )
 
     @classmethod
     def from_run_config(cls, run_config: dict[str, Any]) -> FederationSettings:

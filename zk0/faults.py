@@ -1,6 +1,9 @@
 """Deliberate faults a node can be told to inject, to test the server's defences.
 
 Set with node config `fault-injection=<kind>` on a test SuperNode; unset in production.
+Faults poison the trained float32 weights before the run's `transfer` encodes them, so in a
+bf16 or int8-delta run `wrong-dtype` is encoded like any update and `wrong-shape` fails on
+the node; the others reach the server in every encoding.
 """
 
 from __future__ import annotations

@@ -9,8 +9,9 @@ checkpoint, and record the round. `zk0.federation.rounds` says which optional wo
 from __future__ import annotations
 
 import logging
+from typing import Any
 
-from flwr.app import ConfigRecord, Context
+from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
 from zk0.config import FederationSettings
@@ -22,8 +23,9 @@ from zk0.federation.metrics import RoundRecorder
 from zk0.federation.replies import stream_replies
 from zk0.federation.rounds import RoundPlan, StepClock
 from zk0.federation.strategy import ValidatedFedProx
+from zk0.federation.transfer import encode_global
 from zk0.logs import setup_logging
-from zk0.model.weights import arrays_nbytes, to_array_record
+from zk0.model.weights import arrays_nbytes
 
 log = logging.getLogger("zk0.server")
 app = ServerApp()
@@ -52,6 +54,7 @@ def main(grid: Grid, context: Context) -> None:
         # Caps on the example counts nodes report: what one message asks of a node.
         max_train_examples=settings.local_steps * settings.batch_size,
         max_eval_examples=settings.eval_batches * settings.batch_size,
+        transfer=settings.transfer,
     )
     recorder = RoundRecorder(run_dir, run_dir.name, settings.wandb_project, settings.as_dict())
     log.info(
@@ -70,22 +73,25 @@ def main(grid: Grid, context: Context) -> None:
         clock = StepClock()  # where the round's time goes, for the round JSON
         # Train: nodes score the global weights on their held-out episodes, then train from
         # them; updates are validated and averaged. One message (one process) per node.
-        train_config = ConfigRecord({wire.EVAL_BEFORE_TRAIN: True})
-        messages = strategy.configure_train(server_round, to_array_record(arrays), train_config, grid)
+        sent = encode_global(arrays, settings.transfer)  # and what nodes decode: their updates' reference
+        train_config = sent.config({wire.EVAL_BEFORE_TRAIN: True})
+        messages = strategy.configure_train(server_round, sent.record, train_config, grid)
         replies = stream_replies(grid, messages, settings.round_timeout)
-        arrays, train_report = strategy.aggregate_stream(server_round, replies, reference=arrays)
+        arrays, train_report = strategy.aggregate_stream(server_round, replies, arrays, sent.received)
         clock.lap("train-messages")
         eval_start = train_report.evaluations_before_train()
-        record = {
+        record: dict[str, Any] = {
             "train": train_report.as_dict(),
             "train-loss": train_report.mean(wire.TRAIN_LOSS),
             # Scores the weights this round started from (the previous round's result).
             "client-eval-start": eval_start.as_dict(),
             "client-eval-start-loss": eval_start.mean(wire.EVAL_LOSS),
-            "bytes-per-client": arrays_nbytes(arrays),
+            "transfer": settings.transfer,
+            "bytes-per-client": sent.nbytes,  # the weights sent to each node
         }
         if plan.evaluate_messages(server_round):  # nodes score this round's result now
-            messages = strategy.configure_evaluate(server_round, to_array_record(arrays), ConfigRecord(), grid)
+            sent = encode_global(arrays, settings.transfer)
+            messages = strategy.configure_evaluate(server_round, sent.record, sent.config(), grid)
             report = strategy.collect_evaluations(server_round, stream_replies(grid, messages, settings.round_timeout))
             record["client-eval"] = report.as_dict()
             record["client-eval-loss"] = report.mean(wire.EVAL_LOSS)

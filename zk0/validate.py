@@ -19,16 +19,22 @@ import os
 import re
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-try:
+if TYPE_CHECKING:  # the type checker sees the package import; run time tries both below
     from zk0.data.uri import DatasetURIError, parse_dataset_uri
-except ImportError:  # loaded by path (Ansible filter plugin) where the zk0 package is not importable
-    _spec = importlib.util.spec_from_file_location("_zk0_data_uri", Path(__file__).resolve().parent / "data" / "uri.py")
-    assert _spec is not None and _spec.loader is not None
-    _uri = importlib.util.module_from_spec(_spec)
-    sys.modules[_spec.name] = _uri  # dataclasses look their module up
-    _spec.loader.exec_module(_uri)
-    DatasetURIError, parse_dataset_uri = _uri.DatasetURIError, _uri.parse_dataset_uri
+else:
+    try:
+        from zk0.data.uri import DatasetURIError, parse_dataset_uri
+    except ImportError:  # loaded by path (Ansible filter plugin) where the zk0 package is not importable
+        _spec = importlib.util.spec_from_file_location(
+            "_zk0_data_uri", Path(__file__).resolve().parent / "data" / "uri.py"
+        )
+        assert _spec is not None and _spec.loader is not None
+        _uri = importlib.util.module_from_spec(_spec)
+        sys.modules[_spec.name] = _uri  # dataclasses look their module up
+        _spec.loader.exec_module(_uri)
+        DatasetURIError, parse_dataset_uri = _uri.DatasetURIError, _uri.parse_dataset_uri
 
 __all__ = [
     "HOSTPORT_EXAMPLE",
@@ -83,7 +89,8 @@ def _host_problem(host: str) -> str:
         return f"{host!r} is not a valid IPv4 address"
     bad = next((lab for lab in labels if not _LABEL.match(lab)), None)
     if bad is not None:
-        return f"{host!r} is not a DNS name ({'an empty label' if not bad else f'label {bad!r}'}: letters, digits and '-' only)"
+        what = "an empty label" if not bad else f"label {bad!r}"
+        return f"{host!r} is not a DNS name ({what}: letters, digits and '-' only)"
     return ""
 
 
@@ -223,7 +230,8 @@ def problems(checks: list) -> list[str]:
                     label = f"{name}[{node.get('name') or i}]" if isinstance(node, dict) else f"{name}[{i}]"
                     if not isinstance(node, dict) or not node.get("name"):
                         found.append(
-                            f"{label}: each entry needs a name, e.g. {{name: gpu-node-1, public_key_file: keys/gpu-node-1.pub}}"
+                            f"{label}: each entry needs a name, "
+                            "e.g. {name: gpu-node-1, public_key_file: keys/gpu-node-1.pub}"
                         )
                     elif not node.get("public_key") and not node.get("public_key_file"):
                         found.append(f"{label}: give public_key (the OpenSSH line) or public_key_file")

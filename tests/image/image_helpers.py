@@ -2,11 +2,11 @@
 
 import os
 import subprocess
-import tomllib
 from pathlib import Path
 
+from zk0 import __version__ as VERSION  # the package metadata: what `make image` tags and labels
+
 ROOT = Path(__file__).resolve().parents[2]
-VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
 DOCKER = os.environ.get("DOCKER", "/usr/bin/docker")
 IMAGE = os.environ.get("ZK0_IMAGE_REF", f"zk0:{VERSION}")
 PROXY_IMAGE = os.environ.get("ZK0_PROXY_IMAGE_REF", f"zk0-proxy:{VERSION}")

@@ -12,6 +12,7 @@ import os
 import subprocess
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 from image_helpers import DOCKER, IMAGE, PROXY_IMAGE, ROOT, docker
@@ -85,7 +86,7 @@ def test_one_round_across_two_client_stacks(image, tmp_path):
     admin_auth.write_token(creds / "superlink" / "admin.token")
     (creds / "superlink" / "superexec.secret").write_bytes(os.urandom(32))
     for secret in (server.key, creds / "superlink" / "admin.token", creds / "superlink" / "superexec.secret"):
-        os.chmod(secret, 0o600)
+        Path(secret).chmod(0o600)
         os.chown(secret, RUNTIME_UID, RUNTIME_UID)
     tag = uuid.uuid4().hex[:6]
     started: list[tuple[str, str, dict]] = []

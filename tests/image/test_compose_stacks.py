@@ -61,7 +61,7 @@ def pki(tmp_path_factory) -> Path:
     ):
         subprocess.run([ZK0, *args], check=True, capture_output=True, timeout=60)
     (directory / "superexec.secret").write_bytes(os.urandom(32))
-    os.chmod(directory / "superexec.secret", 0o600)
+    (directory / "superexec.secret").chmod(0o600)
     for key in ("superlink.key", "supernode.key", "admin.token", "superexec.secret"):
         os.chown(directory / key, RUNTIME_UID, RUNTIME_UID)  # what the roles do
         assert (directory / key).stat().st_mode & 0o077 == 0

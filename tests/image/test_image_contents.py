@@ -37,9 +37,42 @@ def test_apps_import_without_network(run_in):
     assert module.startswith("/opt/zk0/venv/lib/python3.12/site-packages/zk0/"), module
 
 
+def test_torchcodec_finds_ffmpegs_libraries(run_in):
+    # lerobot's preferred video decoder loads only where FFmpeg's shared libraries are installed.
+    result = run_in(
+        "python -c 'import torchcodec; from torchcodec.decoders import VideoDecoder; "
+        "print(torchcodec.ffmpeg_major_version)'"
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert int(result.stdout.strip()) >= 4, result.stdout
+
+
+def test_a_node_reads_a_video_dataset_with_torchcodec(run_in):
+    # As a node opens its dataset: one line naming the decoder, and no torchcodec traceback.
+    script = """
+import logging
+logging.basicConfig(level=logging.INFO)
+from zk0.data.loading import open_dataset
+from zk0.data.synthetic import SyntheticDatasetConfig, write_synthetic_dataset
+root = write_synthetic_dataset("/tmp/video", SyntheticDatasetConfig.recording(episodes=2, frames_per_episode=12))
+print("frame", tuple(open_dataset(f"local:{root}", [0, 1], None)[13]["observation.images.wrist"].shape))
+"""
+    result = run_in(f"python - <<'EOF'\n{script}\nEOF", timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "frame (3, 48, 64)" in result.stdout
+    assert "video decoder: torchcodec" in result.stderr
+    assert "Traceback" not in result.stderr and "libtorchcodec" not in result.stderr, result.stderr[-3000:]
+
+
+def test_package_version_is_the_checkouts(run_in):
+    result = run_in("python -c 'import zk0; print(zk0.__version__)'")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == VERSION
+
+
 def test_oci_labels(inspect):
     labels = inspect["Config"]["Labels"]
-    assert labels["org.opencontainers.image.version"] == VERSION == "0.4.0"
+    assert labels["org.opencontainers.image.version"] == VERSION
     assert labels["org.opencontainers.image.title"] == "zk0"
     assert labels["org.opencontainers.image.licenses"] == "Apache-2.0"
     assert "org.opencontainers.image.source" in labels

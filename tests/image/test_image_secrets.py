@@ -35,7 +35,7 @@ DEFAULT_BUILD_CA = "/etc/ssl/certs/ca-certificates.crt"
 @pytest.fixture(scope="module")
 def needles() -> list[bytes]:
     build_ca = os.environ.get("ZK0_BUILD_CA", DEFAULT_BUILD_CA)
-    if build_ca and build_ca != DEFAULT_BUILD_CA and os.path.isfile(build_ca):
+    if build_ca and build_ca != DEFAULT_BUILD_CA and Path(build_ca).is_file():
         sources = [Path(build_ca)]
     else:
         sources = sorted(LOCAL_CAS.rglob("*.crt")) if LOCAL_CAS.is_dir() else []

@@ -29,6 +29,7 @@ class Case:
     args: list[str]
     expect: str  # a fragment of the one error line: the problem, and the fix where it is short
     env: dict[str, str]
+    code: int | None = None  # the exit code, where the command documents one
 
 
 def _info(episodes: int = 2, frames: int = 24, version: str = "v3.0") -> dict:
@@ -49,6 +50,16 @@ def _dataset(root: Path, info: dict | str, parts: bool = True) -> Path:
             "data/chunk-000/file-000.parquet",
         ):
             (root / part).write_bytes(b"PAR1")
+    return root
+
+
+def _v21_dataset(root: Path) -> Path:
+    """The files `zk0 dataset convert` looks for before lerobot loads (their content is not read)."""
+    _dataset(root, _info(version="v2.1"), parts=False)
+    (root / "data" / "chunk-000").mkdir(parents=True)
+    (root / "data" / "chunk-000" / "episode_000000.parquet").write_bytes(b"PAR1")
+    for name in ("episodes.jsonl", "tasks.jsonl", "episodes_stats.jsonl"):
+        (root / "meta" / name).write_text("{}\n")
     return root
 
 
@@ -105,11 +116,26 @@ def _cases(tmp: Path) -> dict[str, Case]:
         ),
         "check: v2.1": Case(
             ["dataset", "check", f"local:{_dataset(tmp / 'v21', _info(version='v2.1'))}"],
-            "convert_dataset_v21_to_v30",
+            f"`zk0 dataset convert local:{tmp / 'v21'}`",
             REFUSED,
         ),
         "synth: user dir": Case(
             ["dataset", "synth", "--out", str(tmp / "user-data"), "--overwrite"], "not a synthetic dataset zk0 made", {}
+        ),
+        "synth: bad resolution": Case(
+            ["dataset", "synth", "--out", str(tmp / "odd"), "--video", "--resolution", "480x641"], "even sizes", {}, 2
+        ),
+        "convert: not a dataset": Case(
+            ["dataset", "convert", f"local:{tmp / 'no-meta'}"], "is not a LeRobot dataset", REFUSED, 2
+        ),
+        "convert: already v3.0": Case(
+            ["dataset", "convert", f"local:{_dataset(tmp / 'v30', _info())}"], "already LeRobot v3.0", REFUSED, 2
+        ),
+        "convert: output under a file": Case(
+            ["dataset", "convert", f"local:{_v21_dataset(tmp / 'old')}", "--output", str(a_file / "new")],
+            "is a file: choose a --output",
+            REFUSED,
+            2,
         ),
         "pki ca: --dir is a file": Case(["pki", "ca", "--dir", str(a_file)], "is a file, not a directory", {}),
         "node register: a PEM public key": Case(
@@ -152,6 +178,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Case, subp
 NAMES = [
     *("check: missing dir", "check: no meta/", "check: hf offline", "check: hf refused", "check: corrupt info"),
     *("check: no meta/episodes", "check: zero episodes", "check: zero frames", "check: v2.1", "synth: user dir"),
+    *("synth: bad resolution", "convert: not a dataset", "convert: already v3.0", "convert: output under a file"),
     *("pki ca: --dir is a file", "pki node-key: --dir under a file", "pki superlink-cert: --dir is a file"),
     "pki node-key: PEM key",
     "node register: a PEM public key",
@@ -165,6 +192,7 @@ def test_failure_is_one_line_without_secrets(runs, name: str) -> None:
     for secret in SECRETS.values():
         assert secret not in output, f"{name}: a secret leaked:\n{output}"
     assert proc.returncode != 0, output
+    assert case.code is None or proc.returncode == case.code, output
     assert "Traceback" not in output and "locals" not in output, output
     errors = [line for line in output.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1, output

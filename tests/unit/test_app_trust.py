@@ -18,7 +18,7 @@ A, B = "a" * 64, "0123456789abcdef" * 4
 
 
 def test_allowlist_file_with_comments_and_blank_lines() -> None:
-    text = f"# release 0.4.0\n{A}\n\n  {B}  # the operator's own\n"
+    text = f"# the image's own release\n{A}\n\n  {B}  # the operator's own\n"
     assert trust.parse_hashes(text, "f") == {A, B}
 
 

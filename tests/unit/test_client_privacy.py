@@ -23,7 +23,9 @@ pytestmark = pytest.mark.usefixtures("flower_task_identity")
 
 def run_config(**overrides):
     config = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["flwr"]["app"]["config"]
-    config.update({"local-steps": 4, "batch-size": 4, "eval-batches": 2, "device": "cpu"}, **overrides)
+    # fp32 transfer: the replies carry the trained weights as they are (the encodings: test_transfer).
+    config.update({"local-steps": 4, "batch-size": 4, "eval-batches": 2, "device": "cpu", "transfer": wire.FP32})
+    config.update(overrides)
     return config
 
 
@@ -32,7 +34,7 @@ def context(node_config, **overrides):
 
 
 def request(kind, arrays, **config):
-    config = ConfigRecord({wire.SERVER_ROUND: 1, wire.PROXIMAL_MU: 0.1, **config})
+    config = ConfigRecord({wire.SERVER_ROUND: 1, wire.PROXIMAL_MU: 0.1, wire.TRANSFER: wire.FP32, **config})
     content = RecordDict({wire.ARRAYS: to_array_record(arrays), wire.CONFIG: config})
     return Message(content=content, dst_node_id=7, message_type=kind)
 

@@ -66,11 +66,19 @@ def test_an_unknown_key_is_refused_with_where_the_keys_are():
         ("model", 3, "'model' = 3 should be str"),
         ("num-server-rounds", 0, "'num-server-rounds' must be at least 1"),
         ("eval-batches", 0, "'eval-batches' must be at least 1"),
+        ("transfer", 16, "'transfer' = 16 should be str"),
+        ("transfer", "fp16", "'transfer' = 'fp16' should be one of 'fp32', 'bf16', 'int8-delta': set e.g. transfer ="),
     ],
 )
 def test_a_bad_value_is_refused_naming_the_key(key, value, message):
     with pytest.raises(ConfigError, match=message):
         FederationSettings.from_run_config({key: value})
+
+
+@pytest.mark.parametrize("transfer", ["fp32", "bf16", "int8-delta"])
+def test_every_transfer_encoding_is_a_valid_setting_and_bf16_is_the_default(transfer):
+    assert FederationSettings.from_run_config({"transfer": transfer}).transfer == transfer
+    assert FederationSettings().transfer == pyproject_run_config()["transfer"] == "bf16"
 
 
 def test_a_whole_number_is_a_float_setting_too():

@@ -46,10 +46,10 @@ def test_good_host_ports(value: str, expected: tuple[str, int]) -> None:
     ],
 )
 def test_bad_host_ports_name_the_value_and_show_an_example(value: str, says: str) -> None:
-    with pytest.raises(ValueError) as err:
+    with pytest.raises(ValueError, match=r"^--superlink") as err:
         validate.parse_hostport(value, "--superlink")
     message = str(err.value)
-    assert says in message and message.startswith("--superlink")
+    assert says in message
     assert "link.example.org:8000" in message or "[2001:db8::1]:8000" in message
     if value:
         assert repr(value.strip()) in message
@@ -72,7 +72,7 @@ def test_good_sans(value: str) -> None:
     ],
 )
 def test_bad_sans(value: str, says: str) -> None:
-    with pytest.raises(ValueError, match="e.g.") as err:
+    with pytest.raises(ValueError, match=r"e\.g\.") as err:
         validate.parse_san(value, "--san")
     assert says in str(err.value) and str(err.value).startswith("--san")
 
@@ -82,7 +82,7 @@ def test_bad_sans(value: str, says: str) -> None:
 )
 def test_ports(value: object, ok: bool) -> None:
     if ok:
-        assert validate.parse_port(value) == int(value)  # type: ignore[arg-type]
+        assert validate.parse_port(value) == int(str(value))
     else:
         with pytest.raises(ValueError, match=r"e\.g\. 8000"):
             validate.parse_port(value, "--port")
@@ -93,7 +93,7 @@ def test_the_dataset_uri_parser_is_zk0s_own() -> None:
 
     assert validate.parse_dataset_uri is uri.parse_dataset_uri
     for bad in ("hf:owner/name@", "hf:/x", "local:relative", "s3:bucket"):
-        with pytest.raises(validate.DatasetURIError, match="hf:owner/name|revision|absolute"):
+        with pytest.raises(validate.DatasetURIError, match=r"hf:owner/name|revision|absolute"):
             validate.parse_dataset_uri(bad)
 
 

@@ -186,7 +186,12 @@ def check_superlink(address: str, ca: Path, timeout: float = 5.0) -> Check:
             f"TLS handshake with {host}:{port} failed ({err})",
             "check that the address is the SuperLink's TLS port",
         )
-    expires = dt.datetime.fromtimestamp(ssl.cert_time_to_seconds(cert["notAfter"]), dt.UTC)  # type: ignore[arg-type,index]
+    not_after = cert.get("notAfter") if cert else None  # verified above, so it is there
+    if not isinstance(not_after, str):
+        return Check(
+            "superlink", FAIL, f"{host}:{port} sent no certificate", "check that it is the SuperLink's TLS port"
+        )
+    expires = dt.datetime.fromtimestamp(ssl.cert_time_to_seconds(not_after), dt.UTC)
     days = (expires - dt.datetime.now(dt.UTC)).days
     detail = (
         f"{host}:{port} {version}, certificate verified by {Path(ca).name}, expires {expires:%Y-%m-%d} ({days} days)"

@@ -86,7 +86,11 @@ def nodes_path(base: Path | None = None) -> Path:
 
 
 def enrolled(base: Path | None = None) -> list[dict[str, str]]:
-    return list(load_json(nodes_path(base), []))  # type: ignore[arg-type]
+    path = nodes_path(base)
+    nodes = load_json(path, [])
+    if not isinstance(nodes, list):
+        raise BotError(f"{path} is not a list of nodes", f"fix or delete {path}", ExitCode.USAGE)
+    return nodes
 
 
 def group_vars(s: ServerSettings, base: Path | None = None) -> dict[str, object]:
@@ -150,7 +154,7 @@ def start(
     inventory = playbook.write_inventory(side / "inventory.json", GROUP, s.target, group_vars(s, base))
     if not check:  # a dry run must not become the next real start's settings
         save_json(settings_path(base), asdict(s))
-    secret = {"superlink_wandb_api_key": secrets.get("WANDB_API_KEY", "")}
+    secret: dict[str, object] = {"superlink_wandb_api_key": secrets.get("WANDB_API_KEY", "")}
     result = playbook.run_playbook(
         "server.yml", inventory, side / "logs", secret, check, ask_become_pass, verbose, status
     )

@@ -25,8 +25,12 @@ import stat
 import tempfile
 from dataclasses import asdict, fields
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from zk0.bot.errors import BotError, ExitCode
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 
 def home() -> Path:
@@ -51,7 +55,7 @@ def write_private(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
-        os.replace(tmp, path)
+        Path(tmp).replace(path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -70,18 +74,20 @@ def save_json(path: Path, data: object) -> None:
     write_private(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
-def load_settings[T](cls: type[T], path: Path) -> T | None:
+def load_settings[T: DataclassInstance](cls: type[T], path: Path) -> T | None:
     """A settings dataclass saved by an earlier command; keys it no longer has are ignored."""
     data = load_json(path, None)
     if data is None:
         return None
-    known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
-    return cls(**{k: v for k, v in data.items() if k in known})  # type: ignore[union-attr]
+    if not isinstance(data, dict):
+        raise BotError(f"{path} does not hold saved settings (a JSON object)", f"fix or delete {path}", ExitCode.USAGE)
+    known = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in data.items() if k in known})
 
 
-def merge_settings[T](cls: type[T], saved: T | None, given: dict[str, object]) -> T:
+def merge_settings[T: DataclassInstance](cls: type[T], saved: T | None, given: dict[str, object]) -> T:
     """Options given now win; the rest come from the saved settings, then the defaults."""
-    base = asdict(saved) if saved else {}  # type: ignore[call-overload]
+    base: dict[str, Any] = asdict(saved) if saved else {}
     base.update({k: v for k, v in given.items() if v not in (None, "", [], {})})
     return cls(**base)
 
@@ -101,8 +107,8 @@ def read_env_file(path: Path) -> dict[str, str]:
     if path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise BotError(f"Secrets file {path} is readable by other users", f"run `chmod 600 {path}`", ExitCode.USAGE)
     values: dict[str, str] = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        line = line.strip()
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
         if not line or line.startswith("#") or "=" not in line:
             continue
         key, value = line.removeprefix("export ").split("=", 1)

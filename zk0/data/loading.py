@@ -19,8 +19,10 @@ from pathlib import Path
 
 from zk0.data.schema import check_so100_schema
 from zk0.data.uri import DatasetURI, DatasetURIError, parse_dataset_uri
+from zk0.data.video import log_video_decoder, video_decoder
 
 LOCAL_INSTEAD = "or copy the dataset to this machine and use dataset-uri=local:/path/to/it"
+LEGACY_VERSION = "v2.1"  # the layout lerobot's converter takes
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,8 @@ def _local_repo_id(path: Path) -> str:
     return f"local/{path.name or 'dataset'}"
 
 
-def _read_info(path: Path) -> dict:
+def read_info(path: Path) -> dict:
+    """The dataset's meta/info.json, or a `DatasetURIError` saying what is wrong with it."""
     info = path / "meta" / "info.json"
     if not info.is_file():
         raise DatasetURIError(
@@ -68,15 +71,31 @@ def _read_info(path: Path) -> dict:
     return data
 
 
+def version_problem(path: Path, version: str) -> str:
+    """Why zk0 cannot read a dataset of format `version` (not v3.x) at `path`, and the fix."""
+    if version == LEGACY_VERSION:
+        return (
+            f"{path} is a LeRobot v2.1 dataset (meta/info.json says v2.1; episodes in meta/episodes.jsonl, "
+            f"one data file per episode) and zk0 reads v3.0: convert a copy with `zk0 dataset convert local:{path}` "
+            f"(writes {converted_path(path)}, the original stays as it is) and use that"
+        )
+    return (
+        f"{path} is LeRobot dataset format {version or '(unknown)'} and zk0 reads v3.0; lerobot converts v2.1 "
+        "only: bring it to v2.1 with the lerobot release that reads it, then `zk0 dataset convert`"
+    )
+
+
+def converted_path(path: Path) -> Path:
+    """Where `zk0 dataset convert` writes the v3.0 copy of `path` by default (lerobot's own suffix)."""
+    return path.with_name(f"{path.name}_v30")
+
+
 def _check_local_layout(path: Path) -> None:
     """The v3.0 files lerobot needs; a missing one would make lerobot ask the Hub for it."""
-    info = _read_info(path)
+    info = read_info(path)
     version = str(info.get("codebase_version", ""))
     if not version.startswith("v3."):
-        raise DatasetURIError(
-            f"{path} is LeRobot dataset format {version or '(unknown)'}, zk0 reads v3.0: convert it with "
-            "`python -m lerobot.scripts.convert_dataset_v21_to_v30` and retry"
-        )
+        raise DatasetURIError(version_problem(path, version))
     for key, what in (("total_episodes", "episodes"), ("total_frames", "frames")):
         count = info.get(key)
         if not isinstance(count, int) or count <= 0:
@@ -101,7 +120,7 @@ def precheck(uri: DatasetURI | str) -> DatasetURI:
     """The checks that need neither lerobot nor torch nor the network: a wrong path fails in milliseconds."""
     uri = parse_dataset_uri(uri) if isinstance(uri, str) else uri
     if uri.is_local:
-        path = uri.path
+        path = uri.local_dir
         if not path.is_dir():
             raise DatasetURIError(
                 f"dataset directory {path} does not exist: check the path in dataset-uri "
@@ -164,7 +183,7 @@ def _unreachable(name: str, err: Exception) -> DatasetURIError:
 
 
 @contextlib.contextmanager
-def _hub_off() -> Iterator[None]:
+def hub_off() -> Iterator[None]:
     """No Hub request from this process while lerobot opens a local root (huggingface_hub
     checks the flag on every request)."""
     from huggingface_hub import constants
@@ -205,9 +224,10 @@ def open_metadata(uri: DatasetURI | str):
     from lerobot.datasets.lerobot_dataset import LeRobotDatasetMetadata
 
     if uri.is_local:
-        name = str(uri.path)
-        with _lerobot_errors(name), _hub_off():
-            meta = LeRobotDatasetMetadata(_local_repo_id(uri.path), root=uri.path)
+        root = uri.local_dir
+        name = str(root)
+        with _lerobot_errors(name), hub_off():
+            meta = LeRobotDatasetMetadata(_local_repo_id(root), root=root)
     else:
         name = f"hf:{uri.repo_id}"
         with _lerobot_errors(name):
@@ -222,9 +242,14 @@ def open_dataset(uri: DatasetURI | str, episodes: list[int], delta_timestamps: d
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
     uri = parse_dataset_uri(uri) if isinstance(uri, str) else uri
+    # zk0 picks the decoder (lerobot would try torchcodec for every dataset, tracebacks and all).
+    options = {"episodes": episodes, "delta_timestamps": delta_timestamps, "video_backend": video_decoder().backend}
     if uri.is_local:
-        with _lerobot_errors(str(uri.path)), _hub_off():
-            return LeRobotDataset(
-                _local_repo_id(uri.path), root=uri.path, episodes=episodes, delta_timestamps=delta_timestamps
-            )
-    return LeRobotDataset(uri.repo_id, revision=uri.revision, episodes=episodes, delta_timestamps=delta_timestamps)
+        root = uri.local_dir
+        with _lerobot_errors(str(root)), hub_off():
+            dataset = LeRobotDataset(_local_repo_id(root), root=root, **options)
+    else:
+        dataset = LeRobotDataset(uri.repo_id, revision=uri.revision, **options)
+    if dataset.meta.video_keys:
+        log_video_decoder()
+    return dataset

@@ -28,6 +28,13 @@ class DatasetURI:
     def is_local(self) -> bool:
         return self.scheme == "local"
 
+    @property
+    def local_dir(self) -> Path:
+        """The directory of a ``local:`` URI (the parser always sets it)."""
+        if self.path is None:
+            raise DatasetURIError(f"dataset URI {self.scheme}: has no local directory: {URI_HELP}")
+        return self.path
+
 
 def parse_dataset_uri(uri: str) -> DatasetURI:
     """Parse a dataset URI or raise `DatasetURIError` naming what is wrong and the fix."""

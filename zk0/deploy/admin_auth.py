@@ -15,8 +15,12 @@ import os
 import secrets
 import tomllib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from zk0.deploy.connection import CONFIG_FILE, flwr_home
+
+if TYPE_CHECKING:
+    from flwr.cli.auth_plugin import CliAuthPlugin
 
 CREDENTIALS_FILE = "credentials.yaml"
 TOKEN_BYTES = 32
@@ -89,11 +93,11 @@ def login(connection: str, token: str, home: Path | None = None) -> Path:
     store.set(AUTHN_TYPE_STORE_KEY % address, AuthnType.OIDC.encode())
     store.set(ACCESS_TOKEN_STORE_KEY % address, token.encode())
     store.set(REFRESH_TOKEN_STORE_KEY % address, _UNUSED_REFRESH.encode())
-    os.chmod(store.file_path, 0o600)
+    Path(store.file_path).chmod(0o600)
     return Path(store.file_path)
 
 
-def auth_plugin(address: str, home: Path | None = None):
+def auth_plugin(address: str, home: Path | None = None) -> CliAuthPlugin:
     """flwr's CLI auth plugin for ``address``, reading the credential store of ``home``.
 
     Flower fixes its store's path when it is first imported; in-process callers that switch
@@ -106,6 +110,8 @@ def auth_plugin(address: str, home: Path | None = None):
 
     store = _store(home)
     kind = store.get(AUTHN_TYPE_STORE_KEY % address)
-    plugin = OidcCliPlugin(address) if kind == AuthnType.OIDC.encode() else NoOpCliAuthPlugin(address)
+    if kind != AuthnType.OIDC.encode():
+        return NoOpCliAuthPlugin(address)  # holds no store
+    plugin = OidcCliPlugin(address)
     plugin.store = store
     return plugin

@@ -84,8 +84,8 @@ def update_connection(name: str, table: dict, home: Path | None = None, make_def
     try:
         with os.fdopen(fd, "wb") as fh:
             tomli_w.dump(data, fh)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
+        Path(tmp).chmod(0o600)
+        Path(tmp).replace(path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -20,12 +20,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from zk0.deploy import admin_auth
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 UNREGISTERED = "unregistered"
 
@@ -108,7 +112,7 @@ def _pem(key: ec.EllipticCurvePublicKey) -> bytes:
     return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
-def fingerprint(key: ec.EllipticCurvePublicKey) -> str:
+def fingerprint(key: PublicKeyTypes) -> str:
     """SHA256 fingerprint as ``ssh-keygen -l`` prints it."""
     blob = key.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
     digest = hashlib.sha256(base64.b64decode(blob.split()[1])).digest()
@@ -132,7 +136,7 @@ def control_client(connection: str, quiet: bool = False) -> Iterator:
             f"No usable SuperLink connection {connection!r} in $FLWR_HOME/config.toml ({err}). "
             "Write one with zk0.deploy.connection.write_connection or the server playbook."
         ) from err
-    with open(os.devnull, "w") as devnull, redirect_stdout(devnull if quiet else sys.stderr):
+    with Path(os.devnull).open("w") as devnull, redirect_stdout(devnull if quiet else sys.stderr):
         # The admin token (zk0 admin login) from the credential store of the FLWR_HOME in effect.
         client = init_http_client_from_connection(conn, admin_auth.auth_plugin(str(conn.address)))
     try:
@@ -152,7 +156,7 @@ def _refusal(err: Exception) -> str:
     return f"{type(err).__name__}: {err}" + (f"; SuperLink says: {detail}" if detail else "")
 
 
-def _call(connection: str, method: str, request: object) -> object:
+def _call(connection: str, method: str, request: object) -> Any:  # the method's reply message
     with control_client(connection) as client:
         try:
             return getattr(client, method)(request)
@@ -165,14 +169,14 @@ def _call(connection: str, method: str, request: object) -> object:
 
 def list_nodes(connection: str) -> list[Node]:
     """All nodes the SuperLink knows (unregistered ones included), with key fingerprints."""
-    from flwr.proto.control_pb2 import ListNodesRequest  # pylint: disable=E0611
+    from flwr.proto.control_pb2 import ListNodesRequest
 
     response = _call(connection, "ListNodes", ListNodesRequest())
     nodes = []
-    for info in response.nodes_info:  # type: ignore[attr-defined]
+    for info in response.nodes_info:
         pem = bytes(info.public_key)
         try:
-            fp = fingerprint(serialization.load_pem_public_key(pem))  # type: ignore[arg-type]
+            fp = fingerprint(serialization.load_pem_public_key(pem))
         except ValueError:
             fp = "?"
         nodes.append(
@@ -211,7 +215,7 @@ def register(public_key_file: Path, connection: str, name: str = "") -> Outcome:
             node.fingerprint,
             node.node_id,
         )
-    from flwr.proto.control_pb2 import RegisterNodeRequest  # pylint: disable=E0611
+    from flwr.proto.control_pb2 import RegisterNodeRequest
 
     try:
         response = _call(connection, "RegisterNode", RegisterNodeRequest(public_key=_pem(key)))
@@ -220,7 +224,7 @@ def register(public_key_file: Path, connection: str, name: str = "") -> Outcome:
             raise
         fp = fingerprint(key)
         raise KeyBurnedError(burned_key_message(name or str(public_key_file), fp), fp, None) from err
-    node_id = int(response.node_id)  # type: ignore[attr-defined]
+    node_id = int(response.node_id)
     if not node_id:
         raise EnrollmentError("The SuperLink answered without a node id: registration failed.")
     return Outcome(node_id, True, f"registered as node {node_id}")
@@ -237,7 +241,7 @@ def unregister(node_or_key: str, connection: str) -> Outcome:
         return Outcome(None, False, "not registered")
     if node.status == UNREGISTERED:
         return Outcome(node.node_id, False, f"node {node.node_id} already unregistered")
-    from flwr.proto.control_pb2 import UnregisterNodeRequest  # pylint: disable=E0611
+    from flwr.proto.control_pb2 import UnregisterNodeRequest
 
     _call(connection, "UnregisterNode", UnregisterNodeRequest(node_id=node.node_id))
     return Outcome(node.node_id, True, f"unregistered node {node.node_id}")

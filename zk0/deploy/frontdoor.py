@@ -137,7 +137,9 @@ def probe_control(
             outcomes = list(pool.map(timed, [step for _, step in steps]))
     else:  # the admin's operations build on each other (run, then stop, then read its log)
         outcomes = [timed(step) for _, step in steps]
-    return [Result(target.label, name, expected, got, secs) for (name, _), (got, secs) in zip(steps, outcomes)]
+    return [
+        Result(target.label, name, expected, got, secs) for (name, _), (got, secs) in zip(steps, outcomes, strict=True)
+    ]
 
 
 def probe_routes(target: Target, expected_fleet: str) -> list[Result]:

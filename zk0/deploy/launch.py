@@ -7,6 +7,7 @@ tests and the benchmark start real processes from them with :func:`start`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -168,10 +169,8 @@ class Process:
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         """Signal the whole process group (the App processes this one spawned included)."""
-        try:
+        with contextlib.suppress(ProcessLookupError):  # already gone
             os.killpg(self.popen.pid, sig)
-        except ProcessLookupError:
-            pass
 
     def crash(self) -> None:
         """SIGKILL the group (no clean shutdown) and reap it: a simulated crash."""
@@ -182,15 +181,11 @@ class Process:
         """SIGTERM the group, SIGKILL what is left after ``grace`` seconds, reap."""
         if self.alive():
             self.kill(signal.SIGTERM)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.popen.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                pass
         self.kill(signal.SIGKILL)  # children that outlived their parent
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.popen.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            pass
 
     def wait_for_output(self, text: str, timeout: float) -> bool:
         deadline = time.monotonic() + timeout

@@ -18,9 +18,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from zk0.deploy import admin_auth, connection, enrollment, launch, pki
 from zk0.deploy.proxy import render as proxy
+from zk0.deploy.proxy.render import ProxyConfig  # the `proxy` field shadows the module in annotations
 
 CONNECTION = "zk0-loopback"
 
@@ -136,7 +138,7 @@ class Loopback:
             admin_auth.login(CONNECTION, token, home=self.admin_home)
         return proc
 
-    def proxy_config(self) -> proxy.ProxyConfig:
+    def proxy_config(self) -> ProxyConfig:
         s = self.creds.server
         return proxy.ProxyConfig(
             run_dir=self.base / "proxy",
@@ -178,14 +180,14 @@ class Loopback:
         with self.as_admin():
             return enrollment.list_nodes(CONNECTION)
 
-    def node_spec(self, key: pki.NodeKeyFiles | None, node_config: dict, **kw: object) -> launch.SuperNodeSpec:
+    def node_spec(self, key: pki.NodeKeyFiles | None, node_config: dict, **kw: Any) -> launch.SuperNodeSpec:
         return launch.SuperNodeSpec(
             superlink=self.address,
-            root_certificates=kw.pop("root_certificates", self.creds.server.ca_cert),  # type: ignore[arg-type]
+            root_certificates=kw.pop("root_certificates", self.creds.server.ca_cert),
             auth_private_key=key.private_key if key else None,
             node_config=node_config,
             port=launch.free_port(),
-            **kw,  # type: ignore[arg-type]
+            **kw,
         )
 
     def start_node(
@@ -225,7 +227,7 @@ class Loopback:
 
     def run_status(self, run_id: int) -> str:
         """``status:sub-status`` of a run, read in-process (cheap enough to poll)."""
-        from flwr.proto.control_pb2 import ListRunsRequest  # pylint: disable=E0611
+        from flwr.proto.control_pb2 import ListRunsRequest
 
         with self.as_admin(), enrollment.control_client(CONNECTION, quiet=True) as client:
             run = client.ListRuns(ListRunsRequest(run_id=run_id)).run_dict[run_id]

@@ -33,12 +33,16 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
 
 CA_CERT = "ca.pem"
 CA_KEY = "ca.key"
@@ -107,11 +111,11 @@ def _prepare_dir(directory: Path) -> None:
         )
 
 
-def _os_errors[F: Callable](fn: F) -> F:
+def _os_errors[**P, R](fn: Callable[P, R]) -> Callable[P, R]:
     """An OSError while reading or writing PKI files becomes a PKIError naming the file."""
 
     @functools.wraps(fn)
-    def wrapper(*args: object, **kwargs: object) -> object:
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return fn(*args, **kwargs)
         except OSError as err:
@@ -120,7 +124,7 @@ def _os_errors[F: Callable](fn: F) -> F:
                 "this user can read and that its directory is writable"
             ) from err
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper
 
 
 # ---------------------------------------------------------------- atomic file writing
@@ -136,7 +140,7 @@ def _write_atomic(path: Path, data: bytes, mode: int) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        Path(tmp).replace(path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -162,6 +166,7 @@ def _load_ec_private_key(path: Path, fmt: str, report: Report | None = None) -> 
     if not path.is_file():
         raise PKIError(f"{path} exists but is not a file: move it away and run the command again")
     raw = path.read_bytes()
+    key: PrivateKeyTypes
     try:
         if fmt == "openssh":
             key = serialization.load_ssh_private_key(raw, password=None)
@@ -180,6 +185,12 @@ def _load_ec_private_key(path: Path, fmt: str, report: Report | None = None) -> 
         )
     _tighten_mode(path, report if report is not None else Report())
     return key
+
+
+def _same_key(a: PublicKeyTypes, b: PublicKeyTypes) -> bool:
+    """Whether two public keys are one (any algorithm: a certificate may hold a non-EC key)."""
+    der, spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    return a.public_bytes(der, spki) == b.public_bytes(der, spki)
 
 
 def _tighten_mode(path: Path, report: Report) -> None:
@@ -221,7 +232,7 @@ def create_ca(directory: Path, common_name: str = "zk0 federation CA") -> CAFile
     key, created = _load_or_create_key(files.key, "pem", files.report)
     if files.cert.exists() and not created:
         cert = load_cert(files.cert)
-        if cert.public_key().public_numbers() != key.public_key().public_numbers():
+        if not _same_key(cert.public_key(), key.public_key()):
             raise PKIError(f"{files.cert} does not belong to {files.key}. Move both away to make a new CA.")
         return files
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
@@ -261,7 +272,8 @@ def load_cert(path: Path) -> x509.Certificate:
         return x509.load_pem_x509_certificate(Path(path).read_bytes())
     except (ValueError, OSError) as err:
         raise PKIError(
-            f"{path} is not a readable PEM certificate ({err}): restore the right file, or move it away to make a new one."
+            f"{path} is not a readable PEM certificate ({err}): "
+            "restore the right file, or move it away to make a new one."
         ) from err
 
 
@@ -314,7 +326,7 @@ def create_superlink_cert(
     now = dt.datetime.now(dt.UTC)
     if files.cert.exists() and not created:
         cert = load_cert(files.cert)
-        same_key = cert.public_key().public_numbers() == key.public_key().public_numbers()
+        same_key = _same_key(cert.public_key(), key.public_key())
         if (
             same_key
             and cert.issuer == ca_cert.subject

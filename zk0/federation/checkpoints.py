@@ -8,7 +8,6 @@ loader reads. Resume takes the highest round and its trainable weights.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 from collections import OrderedDict
@@ -36,7 +35,7 @@ def save_checkpoint(run_dir: Path, server_round: int, policy, preprocessor, post
     (staging / STATE_FILE).write_text(json.dumps({"round": server_round, **state}, indent=2))
     if final.exists():
         shutil.rmtree(final)
-    os.replace(staging, final)
+    staging.replace(final)
     return final
 
 

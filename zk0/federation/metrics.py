@@ -28,7 +28,7 @@ class RoundRecorder:
         self.metrics_dir = Path(run_dir) / "metrics"
         self.metrics_dir.mkdir(parents=True, exist_ok=True)
         self._wandb = None
-        mode = wandb_mode()
+        mode: Any = wandb_mode()  # WANDB_MODE as given (wandb checks the value; its type is narrower)
         if mode != "disabled" and project:
             import wandb
 
@@ -47,7 +47,7 @@ class RoundRecorder:
         path = self.metrics_dir / f"round_{server_round}.json"
         tmp = path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps({"round": server_round, **record}, indent=2, sort_keys=True))
-        os.replace(tmp, path)
+        tmp.replace(path)
         if self._wandb is not None:
             self._wandb.log(_flatten(record), step=server_round)
         return path

@@ -14,11 +14,19 @@ ARRAYS = "arrays"  # ArrayRecord: the trainable weights, both ways
 CONFIG = "config"  # ConfigRecord, server -> node: what this message asks of the node
 METRICS = "metrics"  # MetricRecord, node -> server: the node's figures
 NODE = "node"  # ConfigRecord, node -> server: the node's anonymous dataset label
+SCALES = "scales"  # ArrayRecord, node -> server in int8-delta runs: float32 scales of ARRAYS
 
 # Keys of CONFIG.
 SERVER_ROUND = "server-round"  # set by Flower's configure_train / configure_evaluate
 PROXIMAL_MU = "proximal-mu"  # set by Flower's FedProx.configure_train
 EVAL_BEFORE_TRAIN = "eval-before-train"  # score the received weights before training
+TRANSFER = "transfer"  # how ARRAYS (and SCALES) are encoded, both ways: one of TRANSFERS
+
+# Values of TRANSFER (the run config's `transfer`; zk0.federation.transfer encodes them).
+FP32 = "fp32"
+BF16 = "bf16"
+INT8_DELTA = "int8-delta"
+TRANSFERS = (FP32, BF16, INT8_DELTA)
 
 # Key of NODE.
 DATASET_LABEL = "dataset-label"

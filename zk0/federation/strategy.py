@@ -20,6 +20,7 @@ from flwr.serverapp.strategy import FedProx
 
 from zk0.federation import protocol as wire
 from zk0.federation.aggregation import StreamingWeightedMean
+from zk0.federation.transfer import check_transfer, decode_update
 from zk0.federation.validation import UpdateRejected, check_examples, metric_problem, validate_update
 
 log = logging.getLogger(__name__)
@@ -138,10 +139,17 @@ class ValidatedFedProx(FedProx):
     batch-size) cap the example counts nodes report. Use `configure_train`, then
     `aggregate_stream`; `configure_evaluate`, then `collect_evaluations`. Flower's own
     `start`, `aggregate_train` and `aggregate_evaluate` would skip all of this, so they refuse.
+    `transfer` is how replies must be encoded (`zk0.federation.transfer`); others are rejected.
     """
 
     def __init__(
-        self, *, max_update_norm: float, max_train_examples: int, max_eval_examples: int, **kwargs: Any
+        self,
+        *,
+        max_update_norm: float,
+        max_train_examples: int,
+        max_eval_examples: int,
+        transfer: str = wire.FP32,
+        **kwargs: Any,
     ) -> None:
         # The record and weight names are the protocol's, whatever Flower's defaults become.
         super().__init__(
@@ -150,6 +158,7 @@ class ValidatedFedProx(FedProx):
         self.max_update_norm = max_update_norm
         self.max_train_examples = max_train_examples
         self.max_eval_examples = max_eval_examples
+        self.transfer = check_transfer(transfer)
 
     def _refuse(self, name: str, instead: str) -> NotImplementedError:
         return NotImplementedError(
@@ -176,10 +185,18 @@ class ValidatedFedProx(FedProx):
         log.warning("round %d: dropped reply from node %s (%s): %s", server_round, node, label or "no label", reason)
 
     def aggregate_stream(
-        self, server_round: int, replies: Iterable[Message], reference: OrderedDict[str, np.ndarray]
+        self,
+        server_round: int,
+        replies: Iterable[Message],
+        reference: OrderedDict[str, np.ndarray],
+        received: OrderedDict[str, np.ndarray] | None = None,
     ) -> tuple[OrderedDict[str, np.ndarray], RoundReport]:
-        """The weighted mean of the valid updates, and the round's report. A mean that is not
-        finite is not adopted: `reference` comes back and the report says `adopted: False`."""
+        """The global weights moved by the weighted mean of the valid updates, and the round's
+        report. `reference` is the server's float32 global weights; `received` what nodes decoded
+        from the message when the transfer rounded them (`Downlink.received`): updates are decoded
+        and measured against it. A result that is not finite is not adopted: `reference` comes
+        back and the report says `adopted: False`."""
+        sent = reference if received is None else received
         mean = StreamingWeightedMean()
         report = RoundReport()
         for reply in replies:
@@ -192,11 +209,8 @@ class ValidatedFedProx(FedProx):
                 if node in report.clients or node in report.rejected:
                     raise UpdateRejected("a second reply from this node in one round")
                 metrics, dropped = _metrics(reply, self.max_train_examples, self.max_eval_examples)
-                record = reply.content.array_records.get(self.arrayrecord_key)
-                if record is None:
-                    raise UpdateRejected("reply carries no weights")
-                update = OrderedDict((name, array.numpy()) for name, array in record.items())
-                metrics[UPDATE_NORM] = validate_update(update, reference, self.max_update_norm)
+                update = decode_update(reply.content, sent, self.transfer)
+                metrics[UPDATE_NORM] = validate_update(update, sent, self.max_update_norm)
             except UpdateRejected as err:
                 self._reject(report, server_round, node, label, str(err))
                 continue
@@ -204,7 +218,7 @@ class ValidatedFedProx(FedProx):
                 mean.add(update, metrics[WEIGHT_KEY])
             report.clients[node] = {LABEL_KEY: label, **metrics}
             self._drop_metrics(report, server_round, node, dropped)
-            del update, record, reply  # keep one update alive at a time
+            del update, reply  # keep one update alive at a time
         if mean.count < self.min_train_nodes:
             raise RoundFailed(
                 f"round {server_round}: {mean.count} valid updates, fewer than min-nodes={self.min_train_nodes} "
@@ -212,6 +226,9 @@ class ValidatedFedProx(FedProx):
             )
         with np.errstate(over="ignore", invalid="ignore"):
             result = mean.result()
+            if sent is not reference:  # the master weights move by the mean update, in float32
+                for name, value in result.items():
+                    np.add(np.subtract(value, sent[name], out=value), reference[name], out=value)
         report.adopted = _all_finite(result)
         if not report.adopted:
             log.error("round %d: the aggregate is not finite; keeping the previous global weights", server_round)

@@ -2,7 +2,9 @@
 
 An update must carry exactly the trainable weights the server sent (same names, shapes and
 dtypes), all finite, and must not move the model further than `max_update_norm` (L2 norm
-of the difference to the global weights). Anything else is rejected with the reason.
+of the difference to the global weights). Anything else is rejected with the reason. A
+16-bit or int8 reply is decoded first (`zk0.federation.transfer`); these checks apply to
+the decoded update.
 
 The numbers a node reports about itself are checked too: the example count that weights its
 update (`check_examples`) and every other figure (`metric_problem`).
@@ -31,10 +33,7 @@ def validate_update(
     max_update_norm: float,
 ) -> float:
     """Raise `UpdateRejected` for a bad update; return its L2 distance to `reference`."""
-    missing = [name for name in reference if name not in update]
-    extra = [name for name in update if name not in reference]
-    if missing or extra:
-        raise UpdateRejected(f"weight names differ: missing {missing[:3]}, unexpected {extra[:3]}")
+    check_names(update, reference)
     squared = 0.0
     for name, ref in reference.items():
         value = update[name]
@@ -52,6 +51,14 @@ def validate_update(
             raise UpdateRejected(f"update norm {norm:.4g} exceeds the bound {max_update_norm:.4g}")
         raise UpdateRejected(f"update norm is {norm}: the global weights are not finite")
     return norm
+
+
+def check_names(update: Mapping[str, object], reference: Mapping[str, object]) -> None:
+    """Raise `UpdateRejected` unless `update` has exactly the weight names of `reference`."""
+    missing = [name for name in reference if name not in update]
+    extra = [name for name in update if name not in reference]
+    if missing or extra:
+        raise UpdateRejected(f"weight names differ: missing {missing[:3]}, unexpected {extra[:3]}")
 
 
 def check_examples(value: object, cap: float, key: str) -> float:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass
@@ -178,7 +177,7 @@ def write_backbone(spec: BackboneSpec, out_dir: Path) -> Path:
         )
         if out_dir.exists():
             shutil.rmtree(out_dir)
-        os.replace(staging, out_dir)
+        staging.replace(out_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out_dir

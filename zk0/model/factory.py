@@ -79,8 +79,7 @@ def build_policy(model_cfg: ModelConfig, ds_meta):
     policy_cfg = make_policy_config(model_cfg)
     # Random frozen weights must agree across nodes and the server: seed before building.
     torch.manual_seed(model_cfg.seed)
-    policy = make_policy(policy_cfg, ds_meta=ds_meta)
-    return policy
+    return make_policy(policy_cfg, ds_meta=ds_meta)
 
 
 def build_processors(policy_cfg, dataset_stats, device: str):

@@ -18,6 +18,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from flwr.supercore.constant import TaskType
 from flwr.supercore.superexec.executor import ExecutionSpec, LaunchResult
@@ -68,7 +69,8 @@ def _run_task(
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     _log_to_stderr()
     _forget_app_modules()  # nothing from zk0 may be imported after this: it would shadow the bundle
-    runtime = importlib.import_module("flwr.supernode.runtime.run_clientapp")  # the module, not the function
+    # The module, not the function; Any: install_from_fab is its import, not part of its API.
+    runtime: Any = importlib.import_module("flwr.supernode.runtime.run_clientapp")
 
     # run_clientapp looks install_from_fab up at call time, with the FAB bytes it pulled: check
     # them before anything of the bundle is installed or imported. A refusal raises inside

@@ -6,6 +6,7 @@ import json
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from flwr.app import ArrayRecord, Context, Message
@@ -18,10 +19,10 @@ app = ServerApp()
 class RecordingFedAvg(FedAvg):
     """FedAvg that writes per-round participation and timing to ``<output-dir>/rounds.json``."""
 
-    def __init__(self, output_dir: str, **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
+    def __init__(self, output_dir: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.output = Path(output_dir) / "rounds.json" if output_dir else None
-        self.rounds: dict[str, dict] = {}
+        self.rounds: dict[str, Any] = {}  # round number -> figures, and the run's total
         self.t0 = time.time()
 
     def _save(self) -> None:
@@ -31,7 +32,7 @@ class RecordingFedAvg(FedAvg):
             tmp.write_text(json.dumps(self.rounds, indent=1))
             tmp.replace(self.output)  # readers never see a half-written file
 
-    def aggregate_train(self, server_round: int, replies: Iterable[Message]):  # type: ignore[override]
+    def aggregate_train(self, server_round: int, replies: Iterable[Message]):
         replies = list(replies)
         ok = [m for m in replies if not m.has_error()]
         self.rounds[str(server_round)] = {
@@ -45,7 +46,7 @@ class RecordingFedAvg(FedAvg):
         self._save()
         return arrays, metrics
 
-    def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]):  # type: ignore[override]
+    def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]):
         replies = list(replies)
         result = super().aggregate_evaluate(server_round, replies)
         entry = self.rounds.setdefault(str(server_round), {})
@@ -73,5 +74,5 @@ def main(grid: Grid, context: Context) -> None:
         num_rounds=int(cfg["num-server-rounds"]),
         timeout=float(cfg["round-timeout"]),
     )
-    strategy.rounds["finished-s"] = time.time() - strategy.t0  # type: ignore[assignment]
+    strategy.rounds["finished-s"] = time.time() - strategy.t0
     strategy._save()

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from zk0 import __version__
 from zk0.bot import client
 from zk0.bot.errors import ExitCode
 from zk0.bot.state import save_json
@@ -26,6 +27,7 @@ from .conftest import Bot
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240), pytest.mark.usefixtures("ansible")]
 
 SECRET = "hf_zk0bot-test-secret-value"
+IMAGE = f"zk0:{__version__}"  # the tag `make image` gives this checkout's image
 
 
 @pytest.fixture
@@ -45,7 +47,7 @@ def _start(bot: Bot, dataset: Path, ca: Path, *extra: str):
         "--ca",
         str(ca),
         "--image",
-        "zk0:0.4.0",
+        IMAGE,
         "--image-source",
         "local",
         *extra,
@@ -121,7 +123,7 @@ def test_saved_settings_are_reused_and_status_reaches_the_node(bot: Bot, tmp_pat
                 dataset=f"local:{dataset}",
                 superlink="link.example.org:8000",
                 ca=str(ca),
-                image="zk0:0.4.0",
+                image=IMAGE,
                 image_source="local",
                 secrets_file=str(secrets),
             )
@@ -167,7 +169,7 @@ def test_server_check_mode_lists_enrolled_nodes_and_writes_no_connection(bot: Bo
         "--san",
         "link.example.org",
         "--image",
-        "zk0:0.4.0",
+        IMAGE,
         "--image-source",
         "local",
         env={"WANDB_API_KEY": SECRET},

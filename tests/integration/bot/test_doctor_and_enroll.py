@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -60,7 +61,7 @@ def test_full_doctor_exit_code_follows_its_required_checks(bot: Bot) -> None:
     assert (result.returncode != 0) == required_failed, result.stdout
     assert all(
         "fix:" in nxt
-        for line, nxt in zip(result.stdout.splitlines(), result.stdout.splitlines()[1:])
+        for line, nxt in itertools.pairwise(result.stdout.splitlines())
         if line.split()[0] in ("warn", "fail")
     )
 

@@ -11,12 +11,14 @@ from pathlib import Path
 
 import pytest
 
+from zk0 import __version__
 from zk0.deploy import pki
 
 from .conftest import REPO
 
 pytestmark = [pytest.mark.timeout(120)]
 LOCAL = {"ansible_connection": "local", "ansible_python_interpreter": "/usr/bin/python3"}
+IMAGE = f"zk0:{__version__}"  # the tag `make image` gives this checkout's image
 
 
 def _play(ansible: Path, tmp_path: Path, book: str, groups: dict) -> subprocess.CompletedProcess:
@@ -39,7 +41,7 @@ def test_bad_client_and_server_inputs_fail_together_before_any_role(ansible: Pat
         "zk0_clients": {
             "hosts": {"localhost": LOCAL},
             "vars": {
-                "supernode_image": "zk0:0.4.0",
+                "supernode_image": IMAGE,
                 "supernode_superlink_address": "host:99999",
                 "supernode_dataset_uri": "hf:owner/name@",
                 "supernode_ca_cert_src": str(tmp_path / "missing-ca.pem"),
@@ -48,7 +50,7 @@ def test_bad_client_and_server_inputs_fail_together_before_any_role(ansible: Pat
         "zk0_server": {
             "hosts": {"server-1": LOCAL},
             "vars": {
-                "superlink_image": "zk0:0.4.0",
+                "superlink_image": IMAGE,
                 "superlink_cert_sans": ["https://link.example.org:8000"],
                 "superlink_port": 99999,
                 "superlink_pki_dir": str(tmp_path / "server-pki"),
@@ -89,7 +91,7 @@ def test_a_mistyped_ca_dir_never_mints_a_new_ca_over_an_existing_federation(ansi
     (server_pki / "ca.pem").write_bytes(pki.create_ca(tmp_path / "federation").cert.read_bytes())
     other = pki.create_ca(tmp_path / "other")
     base = {
-        "superlink_image": "zk0:0.4.0",
+        "superlink_image": IMAGE,
         "superlink_cert_sans": ["link.example.org"],
         "superlink_pki_dir": str(server_pki),
         "superlink_ca_create": True,

@@ -18,6 +18,7 @@ import re
 import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 TEMPLATE = Path(__file__).with_name("nginx.conf.template")
 CONFIG_NAME = "nginx.conf"
@@ -54,14 +55,14 @@ class ProxyConfig:
     def from_env(cls, env: dict[str, str] | None = None) -> ProxyConfig:
         """Each field from ``ZK0_PROXY_<FIELD>`` when set (e.g. ZK0_PROXY_FLEET_RATE=20r/s)."""
         env = dict(os.environ if env is None else env)
-        given: dict[str, object] = {}
+        given: dict[str, Any] = {}
         for f in fields(cls):
             raw = env.get(f"ZK0_PROXY_{f.name.upper()}")
             if raw is None:
                 continue
-            default = f.default
-            given[f.name] = Path(raw) if isinstance(default, Path) else type(default)(raw)  # type: ignore[operator]
-        return cls(**given)  # type: ignore[arg-type]
+            default: Any = f.default  # every field has one: str, int or Path
+            given[f.name] = Path(raw) if isinstance(default, Path) else type(default)(raw)
+        return cls(**given)
 
     def placeholders(self) -> dict[str, str]:
         return {f"ZK0_{f.name.upper()}": str(getattr(self, f.name)) for f in fields(self)}
