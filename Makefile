@@ -9,8 +9,10 @@ UV        := $(VENV)/bin/uv
 export FLWR_TELEMETRY_ENABLED := 0
 export WANDB_MODE ?= offline
 export HF_HUB_OFFLINE := 1
+# The version is written once, in pyproject.toml (scripts/build-image.sh reads it the same way).
+ZK0_VERSION := $(shell sed -n 's/^version *= *"\(.*\)"/\1/p' pyproject.toml | head -1)
 
-.PHONY: help setup test test-unit test-integration bench sim sim-stop demo lint lock clean
+.PHONY: help setup test test-unit test-integration coverage-report bench sim sim-stop demo lint lock clean
 
 help:  ## list targets
 	@grep -hE '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -29,18 +31,29 @@ lock:  ## re-resolve requirements/lock.txt from pyproject.toml
 	$(UV) pip compile -q pyproject.toml --extra dev --python-version 3.12 \
 	    --python-platform x86_64-manylinux_2_28 -o requirements/lock.txt
 
-TIERS := lint test-unit test-integration test-deploy test-image test-roles test-lab
+TIERS := lint test-unit test-integration test-deploy test-image test-roles test-lab coverage-report
 test:  ## every test tier in order (what CI runs), with each tier's seconds at the end
 	scripts/test-tiers.sh --prebuild lab-prepare --after lint --before test-image $(TIERS)
 
+# Coverage of zk0/ ([tool.coverage] in pyproject.toml, subprocesses included): test-unit starts
+# the data file (.coverage), test-integration and test-deploy (tests/integration/deploy) add to
+# it, coverage-report totals them (last, so that every tier has run and been timed first).
+COVERAGE_FLOOR := 80
+COV := --cov --cov-report=
+# The slowest tests of each tier in the log: where the CI minutes go.
+DURATIONS := --durations=10
+
 test-unit: setup lab-tools  ## pure logic, seconds (ssh: zk0bot's tunnel test)
-	$(PY) -m pytest tests/unit
+	$(PY) -m pytest tests/unit $(COV) $(DURATIONS)
 
 test-integration: setup setup-ops proxy-tools  ## real Flower simulation with the tiny SmolVLA; zk0bot against loopback
-	$(PY) -m pytest tests/integration --ignore=tests/integration/deploy
+	$(PY) -m pytest tests/integration --ignore=tests/integration/deploy $(COV) --cov-append $(DURATIONS)
+
+coverage-report: setup  ## zk0/ coverage per module of the unit, integration and deploy tiers; fails under COVERAGE_FLOOR %
+	$(PY) -m coverage report --sort=cover --fail-under=$(COVERAGE_FLOOR)
 
 test-deploy: setup proxy-tools  ## loopback deployment behind the edge proxy: TLS, node auth, the outsider, faults, rejections
-	$(PY) -m pytest tests/integration/deploy
+	$(PY) -m pytest tests/integration/deploy $(COV) --cov-append $(DURATIONS)
 
 .PHONY: proxy-tools
 proxy-tools:  ## Debian's nginx-light: the edge proxy the loopback federation runs in front of the SuperLink
@@ -82,8 +95,10 @@ test-lab: setup setup-ops image lab-tools  ## full-stack test: the lab, site.yml
 sim-stop:  ## stop the simulation SuperLink that `make sim` started
 	PATH=$(abspath $(VENV)/bin):$$PATH zk0 sim stop
 
-lint: setup lint-ansible  ## ruff over the package and tests, ansible-lint over roles
-	$(VENV)/bin/ruff check zk0 tests bench lab
+lint: setup lint-ansible  ## ruff format + ruff check over all Python, mypy over zk0/, ansible-lint over roles
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 clean:  ## remove build outputs (keeps .venv)
 	rm -rf outputs .pytest_cache
@@ -111,10 +126,12 @@ lint-ansible: setup-ops  ## ansible-lint --profile production over roles (and pl
 	PATH=$(abspath $(OPS_BIN)):$$PATH $(OPS_BIN)/ansible-lint --profile production roles playbooks
 
 # Debian 13 for every scenario, Debian 12 for the roles tested on both (tailscale, nvidia).
+# Built side by side: debootstrap mostly waits on the mirror (both take about as long as one).
 SYSTEMD_SUITES := trixie bookworm
 systemd-image:  ## build the local Debian 13 and 12 systemd images that Molecule uses (cached)
 	scripts/ensure-docker.sh
-	for suite in $(SYSTEMD_SUITES); do scripts/build-systemd-image.sh $$suite || exit 1; done
+	pids=""; for suite in $(SYSTEMD_SUITES); do scripts/build-systemd-image.sh $$suite & pids="$$pids $$!"; done; \
+	    for pid in $$pids; do wait $$pid || exit 1; done
 
 test-roles: $(addprefix test-role-,$(ROLES))  ## Molecule test (converge, idempotence, verify) per role; -j3 -O runs them side by side
 
@@ -124,11 +141,15 @@ test-roles: $(addprefix test-role-,$(ROLES))  ## Molecule test (converge, idempo
 test-role-superlink test-role-supernode: zk0-image-present  ## Molecule test of the deployment roles (host Docker, zk0 image)
 
 zk0-image-present:
-	docker image inspect $${ZK0_IMAGE:-zk0:0.4.0} >/dev/null 2>&1 || $(MAKE) image
+	docker image inspect $${ZK0_IMAGE:-zk0:$(ZK0_VERSION)} >/dev/null 2>&1 || $(MAKE) image
+
+# Settings every scenario shares (driver, Ansible options, test sequence); the shared prepare
+# play sits beside it.
+MOLECULE_BASE := $(abspath .config/molecule/config.yml)
 
 test-role-%: setup-ops systemd-image  ## Molecule test of one role, e.g. make test-role-docker
 	cd roles/$* && PATH=$(abspath $(OPS_BIN)):/usr/bin:$$PATH \
-	    DOCKER_HOST=$${DOCKER_HOST:-unix:///var/run/docker.sock} molecule test
+	    DOCKER_HOST=$${DOCKER_HOST:-unix:///var/run/docker.sock} molecule --base-config $(MOLECULE_BASE) test
 
 # --- container image (docker/Dockerfile): local base, zk0 image, image tests ---
 ZK0_BASE_IMAGE ?= zk0-base:py3.12-bookworm
@@ -144,4 +165,4 @@ image: image-base  ## build zk0:<version> and zk0-proxy:<version> (+ :latest) wi
 
 test-image: setup image  ## assert on the built image and the Compose stacks (docker compose v2)
 	scripts/ensure-compose.sh
-	ZK0_IMAGE_REQUIRED=1 $(PY) -m pytest tests/image
+	ZK0_IMAGE_REQUIRED=1 $(PY) -m pytest tests/image $(DURATIONS)

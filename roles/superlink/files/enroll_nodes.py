@@ -10,6 +10,7 @@ A key that was unregistered stays reserved in Flower 1.42 and can never be regis
 it is a finding in "burned" (with the fix), not a crash, and the other nodes are still
 registered; "failed" holds any other per-node refusal. The role fails on either afterwards.
 """
+
 import json
 import os
 import sys
@@ -60,8 +61,14 @@ def main() -> int:
         try:
             outcome = enrollment.register(path, "zk0-local", name=name)
         except enrollment.KeyBurnedError as err:  # unregistered once: reserved for good
-            burned.append({"name": name, "fingerprint": err.fingerprint, "node_id": str(err.node_id or ""),
-                           "message": f"{err}; {ADMIN_FIX.format(name=name)}"})
+            burned.append(
+                {
+                    "name": name,
+                    "fingerprint": err.fingerprint,
+                    "node_id": str(err.node_id or ""),
+                    "message": f"{err}; {ADMIN_FIX.format(name=name)}",
+                }
+            )
             continue
         except enrollment.EnrollmentError as err:  # one node's refusal must not stop the others
             failed.append({"name": name, "message": f"{name}: {err}"})
@@ -75,12 +82,26 @@ def main() -> int:
 
     names = {pem: name for pem, (name, _) in wanted.items()}
     final = [
-        {"node_id": str(n.node_id), "status": n.status, "fingerprint": n.fingerprint,
-         "name": names.get(n.public_key_pem, "")}
+        {
+            "node_id": str(n.node_id),
+            "status": n.status,
+            "fingerprint": n.fingerprint,
+            "name": names.get(n.public_key_pem, ""),
+        }
         for n in enrollment.list_nodes("zk0-local")
     ]
-    print(json.dumps({"changed": bool(registered or unregistered), "registered": registered,
-                      "unregistered": unregistered, "nodes": final, "burned": burned, "failed": failed}))
+    print(
+        json.dumps(
+            {
+                "changed": bool(registered or unregistered),
+                "registered": registered,
+                "unregistered": unregistered,
+                "nodes": final,
+                "burned": burned,
+                "failed": failed,
+            }
+        )
+    )
     return 0
 
 

@@ -5,31 +5,31 @@ Records every call (argv) in /var/lib/tailscale-stub/calls.jsonl, keeps a fake n
 in state.json, and answers `status --json` from it. `up` needs --auth-key=file:PATH (or no
 key when logged in before), reads the key from that file and stores only its length.
 """
+
 import json
 import os
 import sys
+from pathlib import Path
 
-STATE_DIR = "/var/lib/tailscale-stub"
-STATE = os.path.join(STATE_DIR, "state.json")
-CALLS = os.path.join(STATE_DIR, "calls.jsonl")
+STATE_DIR = Path("/var/lib/tailscale-stub")
+STATE = STATE_DIR / "state.json"
+CALLS = STATE_DIR / "calls.jsonl"
 
 
 def load():
     try:
-        with open(STATE) as f:
-            return json.load(f)
+        return json.loads(STATE.read_text())
     except FileNotFoundError:
         return {"BackendState": "NeedsLogin", "Self": None}
 
 
 def save(state):
-    with open(STATE, "w") as f:
-        json.dump(state, f)
+    STATE.write_text(json.dumps(state))
 
 
 def main(argv):
-    os.makedirs(STATE_DIR, exist_ok=True)
-    with open(CALLS, "a") as f:
+    STATE_DIR.mkdir(parents=True, exist_ok=True)
+    with CALLS.open("a") as f:
         f.write(json.dumps(argv) + "\n")
     state = load()
     if argv[:2] == ["status", "--json"]:
@@ -42,10 +42,10 @@ def main(argv):
             if not key.startswith("file:"):
                 print("stub: auth key given on the command line", file=sys.stderr)
                 return 2
-            with open(key[5:]) as f:
-                secret = f.read().strip()
+            key_file = Path(key[5:])
+            secret = key_file.read_text().strip()
             state["KeyFile"] = key[5:]
-            state["KeyFileMode"] = oct(os.stat(key[5:]).st_mode & 0o777)
+            state["KeyFileMode"] = oct(key_file.stat().st_mode & 0o777)
             state["KeyLength"] = len(secret)
         elif state["BackendState"] not in ("Running", "Stopped"):
             print("stub: not logged in and no auth key", file=sys.stderr)
