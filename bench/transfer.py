@@ -147,6 +147,27 @@ def codec_times(shapes: OrderedDict) -> None:
         gc.collect()
 
 
+def update_error(shapes: OrderedDict) -> None:
+    """How much of one round's update survives the trip: ||decoded - sent|| / ||sent||, per mode."""
+    from zk0.federation import protocol as wire
+    from zk0.federation.transfer import decode_update, encode_global, encode_update
+
+    weights = _weights(shapes, 0, 0.02)  # SmolVLA-like magnitudes
+    deltas = _weights(shapes, 1, 1e-3)  # one round of local training (Gaussian: no real update here)
+    print("\n## Update reconstruction, full-size set, one round (synthetic update: Gaussian, std 1e-3)")
+    print(f"{'transfer':<12}{'relative L2 error of the update':>32}")
+    for mode in wire.TRANSFERS:
+        sent = encode_global(weights, mode)
+        trained = OrderedDict((n, v + deltas[n]) for n, v in sent.received.items())
+        reply = _content(encode_update(trained, sent.received, mode, RecordDict()))
+        decoded = decode_update(reply, sent.received, mode)
+        err = sum(float(np.sum((decoded[n] - trained[n]).astype(np.float64) ** 2)) for n in trained)
+        ref = sum(float(np.sum(deltas[n].astype(np.float64) ** 2)) for n in trained)
+        print(f"{mode:<12}{(err / ref) ** 0.5:>32.2e}")
+        del sent, trained, reply, decoded
+        gc.collect()
+
+
 @contextmanager
 def _nodes_built_once() -> Iterator[None]:
     """Each in-process node builds its policy and opens its data once, not per message: the
@@ -243,4 +264,5 @@ def run() -> None:
         }
         byte_table(shapes)
         codec_times(shapes["smolvlm2-500m"])
+        update_error(shapes["smolvlm2-500m"])
         plot(quality(workdir), PLOT)
