@@ -31,13 +31,12 @@ lock:  ## re-resolve requirements/lock.txt from pyproject.toml
 	$(UV) pip compile -q pyproject.toml --extra dev --python-version 3.12 \
 	    --python-platform x86_64-manylinux_2_28 -o requirements/lock.txt
 
-TIERS := lint test-unit test-integration test-deploy test-image test-roles test-lab coverage-report
+TIERS := lint test-unit test-integration coverage-report test-deploy test-image test-roles test-lab
 test:  ## every test tier in order (what CI runs), with each tier's seconds at the end
-	scripts/test-tiers.sh --prebuild lab-prepare --after lint --before test-image $(TIERS)
+	scripts/test-tiers.sh $(TIERS)
 
 # Coverage of zk0/ ([tool.coverage] in pyproject.toml, subprocesses included): test-unit starts
-# the data file (.coverage), test-integration and test-deploy (tests/integration/deploy) add to
-# it, coverage-report totals them (last, so that every tier has run and been timed first).
+# the data file (.coverage), test-integration adds to it, coverage-report totals both.
 COVERAGE_FLOOR := 80
 COV := --cov --cov-report=
 # The slowest tests of each tier in the log: where the CI minutes go.
@@ -49,11 +48,11 @@ test-unit: setup lab-tools  ## pure logic, seconds (ssh: zk0bot's tunnel test)
 test-integration: setup setup-ops proxy-tools  ## real Flower simulation with the tiny SmolVLA; zk0bot against loopback
 	$(PY) -m pytest tests/integration --ignore=tests/integration/deploy $(COV) --cov-append $(DURATIONS)
 
-coverage-report: setup  ## zk0/ coverage per module of the unit, integration and deploy tiers; fails under COVERAGE_FLOOR %
+coverage-report: setup  ## zk0/ coverage per module of the unit and integration tiers; fails under COVERAGE_FLOOR %
 	$(PY) -m coverage report --sort=cover --fail-under=$(COVERAGE_FLOOR)
 
 test-deploy: setup proxy-tools  ## loopback deployment behind the edge proxy: TLS, node auth, the outsider, faults, rejections
-	$(PY) -m pytest tests/integration/deploy $(COV) --cov-append $(DURATIONS)
+	$(PY) -m pytest tests/integration/deploy $(DURATIONS)
 
 .PHONY: proxy-tools
 proxy-tools:  ## Debian's nginx-light: the edge proxy the loopback federation runs in front of the SuperLink

@@ -79,8 +79,10 @@ def test_two_rounds_then_resume(simulation, tmp_path):
     out = tmp_path / "outputs"
     # client-eval-every=1: the separate evaluate messages too, not only the train replies' scores.
     common = f"output-dir='{out}' run-name='sim' local-steps=12 batch-size=4 eval-batches=2 client-eval-every=1"
-    flwr_run(simulation, f"num-server-rounds=2 {common}")
+    output = flwr_run(simulation, f"num-server-rounds=2 {common}")
     run_dir = out / "sim"
+    # `flwr run` exits 0 even when the simulation itself failed: its output says why.
+    assert (run_dir / "checkpoints" / "round_2").is_dir(), output[-6000:]
 
     # A checkpoint per round that lerobot loads back, and training moved the weights.
     checkpoints = {r: run_dir / "checkpoints" / f"round_{r}" for r in (0, 1, 2)}
