@@ -10,6 +10,7 @@ server stack publishes its port (the SuperLink certificate names that address).
 import json
 import os
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -170,7 +171,16 @@ def test_one_round_across_two_client_stacks(image, tmp_path):
             time.sleep(5)
         server_id = container_id(f"zk0-fed-{tag}-server", "superexec")  # ServerApps run (and write) here
         logs = docker("logs", "--tail", "60", server_id, check=False)
-        assert info.get("status") == "finished:completed", (info, logs.stdout + logs.stderr)
+        if info.get("status") != "finished:completed":  # the ServerApp's own story
+            flwr_log = subprocess.run(
+                [str(Path(sys.executable).parent / "flwr"), "log", str(run_id), CONNECTION, "--show"],
+                env=admin_env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+            pytest.fail(f"run {info}\nflwr log:\n{flwr_log.stdout[-6000:]}\nSuperExec:\n{logs.stdout[-3000:]}")
 
         found = docker(
             "exec",
