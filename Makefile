@@ -31,7 +31,12 @@ lock:  ## re-resolve requirements/lock.txt from pyproject.toml
 	$(UV) pip compile -q pyproject.toml --extra dev --python-version 3.12 \
 	    --python-platform x86_64-manylinux_2_28 -o requirements/lock.txt
 
-TIERS := lint test-unit test-integration coverage-report test-deploy test-image test-roles test-lab
+# A+B runs A and B side by side, A,B+C runs A then B beside C (scripts/test-tiers.sh). The
+# simulation tiers run alone (Ray's start-up is what a busy CPU breaks); the image builds and
+# the lab's registry push (downloads, disk) run beside the loopback deployment tests; the image
+# tests and Molecule beside the lab (both mostly wait on Docker: pulls, loads, health checks).
+TIERS := lint test-unit test-integration coverage-report \
+    test-deploy+image,systemd-image,lab-prepare test-image,test-roles+test-lab
 test:  ## every test tier in order (what CI runs), with each tier's seconds at the end
 	scripts/test-tiers.sh $(TIERS)
 
@@ -88,7 +93,7 @@ lab-prepare: setup image systemd-image  ## the lab's images, its registry holdin
 demo-down:  ## remove every container, network and volume the lab made (and .lab/)
 	$(PY) -m lab down
 
-test-lab: setup setup-ops image lab-tools  ## full-stack test: the lab, site.yml twice, runs, enrollment, a host lost
+test-lab: setup setup-ops image systemd-image lab-tools  ## full-stack test: the lab, site.yml twice, runs, enrollment, a host lost
 	ZK0_LAB_REQUIRED=1 $(PY) -m pytest tests/lab --durations=0
 
 sim-stop:  ## stop the simulation SuperLink that `make sim` started

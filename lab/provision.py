@@ -38,6 +38,8 @@ def playbook(
         "ZK0_LAB_DIR": str(cfg.state_dir.resolve()),
         "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
         "PATH": f"{binary.parent}:{os.environ.get('PATH', '')}",
+        # Each task's seconds in the log, and the slowest at the end: where the lab's minutes go.
+        "ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.profile_tasks",
     }
     log_path = cfg.state_dir / "logs" / f"{log_name or Path(name).stem}.log"
     result = ansible_run.playbook(

@@ -200,6 +200,9 @@ def encode_update(trained: Arrays, received: Arrays, transfer: str, state: Recor
     if transfer == wire.BF16:
         return {wire.ARRAYS: to_array_record(OrderedDict((n, to_bf16(d)) for n, d in deltas.items()))}
     carried = _residual(state, deltas)
+    if carried is not None:
+        norm = float(np.sqrt(sum(float(np.vdot(r, r)) for r in carried.values())))
+        log.info("int8-delta: adding the residual carried from the previous round (L2 norm %.3g)", norm)
     values, scales = OrderedDict(), OrderedDict()
     for name, delta in deltas.items():
         if carried is not None:

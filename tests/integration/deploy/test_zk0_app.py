@@ -1,8 +1,8 @@
 """The zk0 apps on the production runtime: tiny SmolVLA, synthetic datasets, TLS, node auth.
 
-One run carries the happy path and the poisoned-update rejection (two honest SuperNodes and
-one that sends NaN); a second test crashes the SuperLink mid-run and resumes from the latest
-checkpoint."""
+One run carries the happy path, int8-delta transfer with its residual in the node state, and
+the poisoned-update rejection (two honest SuperNodes and one that sends NaN); a second test
+crashes the SuperLink mid-run and resumes from the latest checkpoint."""
 
 from __future__ import annotations
 
@@ -78,7 +78,16 @@ def test_two_rounds_with_checkpoints_and_a_poisoned_node_dropped(
     _start_nodes(fed, datasets, poisoned="c", cold="b")
     out = tmp_path / "outputs"
     # client-eval-every=2: round 1 sends train messages only, round 2 evaluate messages too.
-    config = {**RUN, "num-server-rounds": 2, "output-dir": str(out), "run-name": "deploy", "client-eval-every": 2}
+    # int8-delta: the nodes keep what rounding lost in their Flower node state between rounds
+    # (bf16, the default, travels in every other deployment test).
+    config = {
+        **RUN,
+        "num-server-rounds": 2,
+        "output-dir": str(out),
+        "run-name": "deploy",
+        "client-eval-every": 2,
+        "transfer": "int8-delta",
+    }
     run_id = fed.submit(REPO, config)
     info = fed.wait_finished(run_id, timeout=540)
     assert info["status"] == "finished:completed", fed.tails()
@@ -98,6 +107,7 @@ def test_two_rounds_with_checkpoints_and_a_poisoned_node_dropped(
         assert "server-eval" in _metrics(run_dir, r)
         # Each honest train reply scored the weights it received; the poisoned one was dropped whole.
         assert set(_metrics(run_dir, r)["client-eval-start"]["clients"]) == set(train["clients"])
+        assert _metrics(run_dir, r)["transfer"] == "int8-delta"
     assert "client-eval" not in _metrics(run_dir, 1)
     assert len(_metrics(run_dir, 2)["client-eval"]["clients"]) == 3  # evaluate messages reach every node
 
@@ -106,6 +116,10 @@ def test_two_rounds_with_checkpoints_and_a_poisoned_node_dropped(
     warm, cold = fed.processes["node-a"].output(), fed.processes["node-b"].output()
     assert "ClientApp pool warm" in warm and warm.count("forked from the warm pool") == 3, warm[-3000:]
     assert "ClientApp pool" not in cold and "Start `flwr-clientapp` process" in cold, cold[-3000:]
+    # Round 2's update carried round 1's residual, on both kinds of node: the node state
+    # survived between the messages of the run (once per node: round 1 has none to carry).
+    for out_text in (warm, cold):
+        assert out_text.count("adding the residual carried from the previous round") == 1, out_text[-3000:]
 
 
 @pytest.mark.timeout(600)
