@@ -10,6 +10,7 @@ SECTIONS = {
     "deployment": "bench.deployment",
     "frontdoor": "bench.frontdoor",
     "transfer": "bench.transfer",
+    "transfer-wire": "bench.transfer_wire",
 }
 
 

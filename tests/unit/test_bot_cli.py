@@ -18,11 +18,13 @@ COMMANDS = [
     ["client", "stop"],
     ["client", "status"],
     ["client", "logs"],
+    ["client", "log"],
     ["server"],
     ["server", "start"],
     ["server", "stop"],
     ["server", "status"],
     ["server", "logs"],
+    ["server", "log"],
     ["server", "enroll"],
     ["server", "remove"],
     ["server", "nodes"],
@@ -32,6 +34,10 @@ COMMANDS = [
     ["keys", "create"],
     ["doctor"],
     ["paths"],
+    ["status"],
+    ["config"],
+    ["config", "show"],
+    ["config", "set"],
 ]
 
 
@@ -84,7 +90,15 @@ def test_keys_show_without_a_key_says_how_to_make_one(runner: CliRunner, tmp_pat
 
 
 def test_commands_that_need_a_start_first_say_so(runner: CliRunner) -> None:
-    for command in (["client", "status"], ["client", "stop"], ["client", "logs"], ["server", "status"]):
+    for command in (
+        ["client", "status"],
+        ["client", "stop"],
+        ["client", "logs"],
+        ["client", "log"],
+        ["server", "status"],
+        ["server", "log"],
+        ["status"],
+    ):
         result = runner.invoke(app, command)
         assert result.exit_code == ExitCode.NOT_CONFIGURED, command
         assert "start" in result.stderr and "first" in result.stderr

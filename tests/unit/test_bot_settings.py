@@ -108,6 +108,7 @@ def test_enroll_without_a_connection_records_the_key_once(tmp_path: Path, monkey
 def test_secrets_file_must_be_private_and_wins_over_the_environment(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("HF_TOKEN", "from-env")
     monkeypatch.setenv("WANDB_API_KEY", "wandb-env")
+    monkeypatch.delenv("TAILSCALE_AUTH_KEY", raising=False)
     path = tmp_path / "secrets.env"
     path.write_text("# tokens\nexport HF_TOKEN='from-file'\nOTHER=ignored\n")
     path.chmod(0o644)

@@ -21,7 +21,7 @@ def runner(tmp_path: Path, monkeypatch) -> CliRunner:
     monkeypatch.setenv("ZK0BOT_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("FLWR_HOME", str(tmp_path / "flwr"))
     monkeypatch.setenv("COLUMNS", "400")
-    for name in ("HF_TOKEN", "WANDB_API_KEY"):
+    for name in ("HF_TOKEN", "WANDB_API_KEY", "TAILSCALE_AUTH_KEY"):
         monkeypatch.delenv(name, raising=False)
     return CliRunner()
 

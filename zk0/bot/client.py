@@ -3,8 +3,9 @@
 ``client start`` turns a few options into the supernode role's variables
 (roles/supernode/meta/argument_specs.yml), writes a one-host inventory (this machine, or
 ``--host user@addr`` over SSH) and runs ``playbooks/client.yml`` (docker, nvidia, tailscale,
-supernode roles). The options are saved (no secrets) so that a second ``client start``
-(after the admin registered the key) and ``stop|status|logs`` need none of them again.
+supernode roles; tailscale only when a TAILSCALE_AUTH_KEY is given). The options are saved
+(no secrets) so that a second ``client start`` (after the admin registered the key) and
+``stop|status|logs`` need none of them again.
 
 Dataset mapping: ``local:/srv/my-dataset`` becomes the role's ``supernode_dataset_dir``
 (mounted read-only) with ``supernode_dataset_uri=local:/data/dataset`` inside the
@@ -87,8 +88,8 @@ def dataset_vars(dataset: str, local_target: bool) -> dict[str, str]:
     return {"supernode_dataset_uri": dataset.strip(), "supernode_dataset_dir": ""}
 
 
-def group_vars(s: ClientSettings, fetch_dir: Path, start: bool) -> dict[str, object]:
-    """The supernode role's variables (no secrets)."""
+def group_vars(s: ClientSettings, fetch_dir: Path, start: bool, tailscale: bool = False) -> dict[str, object]:
+    """The supernode role's variables (no secrets); ``tailscale``: a Tailscale auth key was given."""
     missing = [
         name for name, value in (("--dataset", s.dataset), ("--superlink", s.superlink), ("--ca", s.ca)) if not value
     ]
@@ -125,7 +126,8 @@ def group_vars(s: ClientSettings, fetch_dir: Path, start: bool) -> dict[str, obj
         "supernode_public_key_fetch_dir": str(fetch_dir),
         "supernode_wandb_mode": s.wandb_mode,
         "supernode_start": start,
-        "tailscale_enabled": False,
+        # The tailscale role runs when its auth key is given (a `--var tailscale_enabled=...` still wins).
+        "tailscale_enabled": tailscale,
         **dataset_vars(s.dataset, s.target.local),
     }
     if s.gpu is not None:
@@ -135,9 +137,11 @@ def group_vars(s: ClientSettings, fetch_dir: Path, start: bool) -> dict[str, obj
 
 
 def secret_vars(secrets: dict[str, str]) -> dict[str, object]:
+    """The run's 0600 extra-vars: never the inventory, settings.json or a command line."""
     return {
         "supernode_hf_token": secrets.get("HF_TOKEN", ""),
         "supernode_wandb_api_key": secrets.get("WANDB_API_KEY", ""),
+        "tailscale_auth_key": secrets.get("TAILSCALE_AUTH_KEY", ""),
     }
 
 
@@ -155,9 +159,8 @@ def start(
     side = side_dir("client", base)
     fetch_dir = side / "node-keys"
     fetch_dir.mkdir(exist_ok=True)
-    inventory = playbook.write_inventory(
-        side / "inventory.json", GROUP, s.target, group_vars(s, fetch_dir, start_stack)
-    )
+    gv = group_vars(s, fetch_dir, start_stack, tailscale=bool(secrets.get("TAILSCALE_AUTH_KEY")))
+    inventory = playbook.write_inventory(side / "inventory.json", GROUP, s.target, gv)
     if not check:  # a dry run must not become the next real start's settings
         save_json(settings_path(base), asdict(s))
     result = playbook.run_playbook(

@@ -201,7 +201,7 @@ def check_var_name(
     if _secret_name(name, known):
         raise BotError(
             f"--var {name} holds a secret, and --var values are saved in settings.json and shown in process lists",
-            "put it in a 0600 file given with --secrets-file (HF_TOKEN=..., WANDB_API_KEY=...), "
+            "put it in a 0600 file given with --secrets-file (HF_TOKEN=, WANDB_API_KEY=, TAILSCALE_AUTH_KEY= lines), "
             "or in an ansible-vault file when you run the playbooks yourself",
             ExitCode.USAGE,
         )

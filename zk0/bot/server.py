@@ -1,9 +1,10 @@
 """`zk0bot server ...`: the admin's SuperLink, its enrolled nodes and its admin connection.
 
-``server start`` runs ``playbooks/server.yml`` (docker, nvidia when asked, tailscale,
-superlink roles) against this machine or ``--host``, with the federation CA kept on the
-admin's machine in the zk0bot state dir (``server/pki``; ``ca.key`` never leaves it), then
-writes the admin's flwr connection (``$FLWR_HOME/config.toml``, default name ``zk0``).
+``server start`` runs ``playbooks/server.yml`` (docker, nvidia when asked, tailscale when a
+TAILSCALE_AUTH_KEY is given, superlink roles) against this machine or ``--host``, with the
+federation CA kept on the admin's machine in the zk0bot state dir (``server/pki``; ``ca.key``
+never leaves it), then writes the admin's flwr connection (``$FLWR_HOME/config.toml``,
+default name ``zk0``).
 
 Enrollment decision: the enrolled nodes are a list in the state dir (``server/nodes.json``
 + ``server/node-keys/<name>.pub``) that becomes the role's ``superlink_authorized_nodes``.
@@ -93,7 +94,8 @@ def enrolled(base: Path | None = None) -> list[dict[str, str]]:
     return nodes
 
 
-def group_vars(s: ServerSettings, base: Path | None = None) -> dict[str, object]:
+def group_vars(s: ServerSettings, base: Path | None = None, tailscale: bool = False) -> dict[str, object]:
+    """The superlink role's variables (no secrets); ``tailscale``: a Tailscale auth key was given."""
     side = side_dir("server", base)
     sans = s.sans or ([s.target.name] if not s.target.local else ["localhost"])
     check_values(s, sans)
@@ -113,7 +115,8 @@ def group_vars(s: ServerSettings, base: Path | None = None) -> dict[str, object]
         "superlink_authorized_nodes": [{"name": n["name"], "public_key_file": n["key_file"]} for n in enrolled(base)],
         "superlink_unregister_unlisted": True,
         "superlink_wandb_mode": s.wandb_mode,
-        "tailscale_enabled": False,
+        # The tailscale role runs when its auth key is given (a `--var tailscale_enabled=...` still wins).
+        "tailscale_enabled": tailscale,
     }
     gv.update(s.extra_vars)
     return gv
@@ -151,10 +154,15 @@ def start(
 ):
     """Run server.yml; on success write the admin connection. Returns (result, connection file or None)."""
     side = side_dir("server", base)
-    inventory = playbook.write_inventory(side / "inventory.json", GROUP, s.target, group_vars(s, base))
+    gv = group_vars(s, base, tailscale=bool(secrets.get("TAILSCALE_AUTH_KEY")))
+    inventory = playbook.write_inventory(side / "inventory.json", GROUP, s.target, gv)
     if not check:  # a dry run must not become the next real start's settings
         save_json(settings_path(base), asdict(s))
-    secret: dict[str, object] = {"superlink_wandb_api_key": secrets.get("WANDB_API_KEY", "")}
+    # Secrets go only to the run's 0600 extra-vars file.
+    secret: dict[str, object] = {
+        "superlink_wandb_api_key": secrets.get("WANDB_API_KEY", ""),
+        "tailscale_auth_key": secrets.get("TAILSCALE_AUTH_KEY", ""),
+    }
     result = playbook.run_playbook(
         "server.yml", inventory, side / "logs", secret, check, ask_become_pass, verbose, status
     )

@@ -12,7 +12,7 @@ Layout (``$ZK0BOT_HOME``, default ``$XDG_STATE_HOME/zk0bot`` = ``~/.local/state/
     server/pki/               the federation CA (ca.key stays here, 0600) made by the role
     */logs/*.log              full ansible-playbook output of each run
 
-Secrets (HF token, wandb key) are read from the environment or from a 0600 env file, handed
+Secrets (HF token, wandb key, Tailscale auth key) are read from the environment or from a 0600 env file, handed
 to ansible-playbook in a 0600 extra-vars file that is deleted after the run, and never put
 on a command line, in settings.json or in a log.
 """
@@ -94,7 +94,7 @@ def merge_settings[T: DataclassInstance](cls: type[T], saved: T | None, given: d
 
 # ---------------------------------------------------------------- secrets
 
-SECRET_NAMES = ("HF_TOKEN", "WANDB_API_KEY")
+SECRET_NAMES = ("HF_TOKEN", "WANDB_API_KEY", "TAILSCALE_AUTH_KEY")
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -117,7 +117,8 @@ def read_env_file(path: Path) -> dict[str, str]:
 
 
 def read_secrets(secrets_file: Path | None) -> dict[str, str]:
-    """HF_TOKEN / WANDB_API_KEY: the file's values win over the environment's; empty ones dropped."""
+    """HF_TOKEN / WANDB_API_KEY / TAILSCALE_AUTH_KEY: the file's values win over the environment's;
+    empty ones dropped."""
     found = {name: os.environ.get(name, "") for name in SECRET_NAMES}
     if secrets_file is not None:
         found.update({k: v for k, v in read_env_file(secrets_file).items() if k in SECRET_NAMES})
