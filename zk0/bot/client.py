@@ -19,13 +19,12 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from zk0 import __version__, validate
+from zk0 import __version__, release, validate
 from zk0.bot import playbook, state
 from zk0.bot.errors import BotError, ExitCode
 from zk0.bot.state import save_json, side_dir
 
-IMAGE_REPOSITORY = "ghcr.io/ivelin/zk0"  # the publish workflow's tag: ghcr.io/<owner>/zk0:<version>
-DEFAULT_IMAGE = f"{IMAGE_REPOSITORY}:{__version__}"
+DEFAULT_IMAGE = f"{release.image_repository()}:{__version__}"  # what the publish workflow pushes
 GROUP = "zk0_clients"
 SERVICE = "supernode"
 
