@@ -93,8 +93,11 @@ lab-prepare: setup image systemd-image  ## the lab's images, its registry holdin
 demo-down:  ## remove every container, network and volume the lab made (and .lab/)
 	$(PY) -m lab down
 
+# Its own pytest temp root: it runs beside test-image, and each pytest session prunes all but
+# the newest three sessions' folders under the shared one.
+LAB_BASETEMP ?= /tmp/zk0-test-lab
 test-lab: setup setup-ops image systemd-image lab-tools  ## full-stack test: the lab, site.yml twice, runs, enrollment, a host lost
-	ZK0_LAB_REQUIRED=1 $(PY) -m pytest tests/lab --durations=0
+	ZK0_LAB_REQUIRED=1 $(PY) -m pytest tests/lab --durations=0 --basetemp=$(LAB_BASETEMP)
 
 sim-stop:  ## stop the simulation SuperLink that `make sim` started
 	PATH=$(abspath $(VENV)/bin):$$PATH zk0 sim stop

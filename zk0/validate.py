@@ -198,8 +198,8 @@ def problems(checks: list) -> list[str]:
 
     Kinds: hostport, port, san, sans (a list of SANs, at least one), dataset_uri, file (exists
     on this machine), dir_writable (exists or can be made, and is writable by this user),
-    authorized_nodes (superlink_authorized_nodes: name plus public_key or an existing
-    public_key_file).
+    authorized_nodes (superlink_authorized_nodes: name plus public_key or public_key_file; a key
+    file not fetched yet is allowed: that node waits).
     """
     found: list[str] = []
     for kind, name, value in checks:
@@ -235,11 +235,8 @@ def problems(checks: list) -> list[str]:
                         )
                     elif not node.get("public_key") and not node.get("public_key_file"):
                         found.append(f"{label}: give public_key (the OpenSSH line) or public_key_file")
-                    elif not node.get("public_key") and not Path(str(node["public_key_file"])).expanduser().is_file():
-                        found.append(
-                            f"{label}: public key file {node['public_key_file']!r} does not exist on this "
-                            "control machine (fetch it with the client play, or ask the node operator)"
-                        )
+                    # A public_key_file that is not there yet is no problem: the node waits (the
+                    # superlink role says so) until the client play fetches it and server.yml runs again.
             elif kind == "file":
                 if not value or not Path(str(value)).expanduser().is_file():
                     raise ValueError(f"{name}: file {value!r} does not exist on this control machine")

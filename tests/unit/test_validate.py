@@ -125,9 +125,10 @@ def test_problems_lists_every_bad_value_once(tmp_path: Path) -> None:
             ["hostport", "fine", "[::1]:80"],
         ]
     )
-    assert len(found) == 9, found
+    assert len(found) == 8, found
     assert any("'https://h' has a scheme" in f for f in found) and any("'h:1' has a port" in f for f in found)
-    assert any("superlink_authorized_nodes[b]" in f and "/nope.pub" in f for f in found)
+    # A key file not fetched yet is no problem: that node waits (server.yml before client.yml).
+    assert not any("superlink_authorized_nodes[b]" in f for f in found), found
     assert any("superlink_authorized_nodes[c]" in f for f in found)
     assert any("is not a directory" in f for f in found)
 
