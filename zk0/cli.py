@@ -1,4 +1,4 @@
-"""The `zk0` command: local tooling for datasets, models, simulation and the federation's PKI."""
+"""The `zk0` command: local tooling for datasets, models, simulation, the federation's PKI and the server's metrics."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from zk0.deploy.cli import admin_app, node_app, pki_app
+from zk0.monitoring.monitor_cli import monitor_app
 
 # An unexpected error prints a short traceback without local variables: those held HF_TOKEN
 # (in request headers), and the client container runs `zk0 dataset check` at every start.
@@ -31,6 +32,7 @@ app.add_typer(app_app, name="app")
 app.add_typer(pki_app, name="pki")
 app.add_typer(node_app, name="node")
 app.add_typer(admin_app, name="admin")
+app.add_typer(monitor_app, name="monitor")
 
 
 SECRET_ENV = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "WANDB_API_KEY")

@@ -22,6 +22,7 @@ from zk0.faults import inject_fault
 from zk0.federation import protocol as wire
 from zk0.federation.transfer import decode_global, encode_update, message_transfer
 from zk0.logs import setup_logging
+from zk0.monitoring.node_report import write_train_report
 from zk0.node import NodeTrainer, node_dataset_uri, node_label
 
 log = logging.getLogger("zk0.client")
@@ -103,6 +104,12 @@ def train(msg: Message, context: Context) -> Message:
         label,
         result.metrics[wire.TRAIN_LOSS_START],
         result.metrics[wire.TRAIN_LOSS_END],
+    )
+    write_train_report(  # for zk0-supernode's metrics (a no-op without it); never fails the round
+        server_round,
+        result.metrics[wire.TRAIN_SECONDS],
+        result.metrics[wire.SAMPLES_PER_SECOND],
+        result.metrics[wire.NUM_EXAMPLES],
     )
     return _reply(msg, label, result.metrics, encode_update(arrays, received, transfer, context.state))
 

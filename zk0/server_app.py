@@ -3,7 +3,8 @@
 Each round: send the global trainable weights to sampled nodes (which score them on their
 held-out episodes, then train), fold in their validated updates as they arrive, optionally
 let nodes evaluate the result in a second message, evaluate on the server's own datasets,
-checkpoint, and record the round. `zk0.federation.rounds` says which optional work is due.
+checkpoint, record the round and redraw the run's charts (`zk0.federation.plots`).
+`zk0.federation.rounds` says which optional work is due.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from zk0.federation.checkpoints import latest_checkpoint, load_trainable
 from zk0.federation.global_model import GlobalModel
 from zk0.federation.hub import push_checkpoint
 from zk0.federation.metrics import RoundRecorder
+from zk0.federation.plots import RunPlots
 from zk0.federation.replies import stream_replies
 from zk0.federation.rounds import RoundPlan, StepClock
 from zk0.federation.strategy import ValidatedFedProx
@@ -57,6 +59,7 @@ def main(grid: Grid, context: Context) -> None:
         transfer=settings.transfer,
     )
     recorder = RoundRecorder(run_dir, run_dir.name, settings.wandb_project, settings.as_dict())
+    plots = RunPlots(run_dir, settings.eval_datasets, recorder)  # <run>/plots/*.png; never fails a round
     log.info(
         "run %s: rounds %d..%d, %d trainable tensors (%d bytes)",
         run_dir.name,
@@ -68,6 +71,7 @@ def main(grid: Grid, context: Context) -> None:
     if first_round == 1:  # round 0: the starting point, evaluated and kept for comparison
         checkpoint = model.save(run_dir, 0, arrays, {"run": run_dir.name})
         recorder.write(0, {"server-eval": model.evaluate(arrays), "checkpoint": str(checkpoint)})
+        plots.after_round(0, model, arrays)
 
     for server_round in range(first_round, settings.num_server_rounds + 1):
         clock = StepClock()  # where the round's time goes, for the round JSON
@@ -104,6 +108,7 @@ def main(grid: Grid, context: Context) -> None:
             clock.lap("checkpoint")
         record["seconds"], record["seconds-by-step"] = clock.total(), clock.seconds
         recorder.write(server_round, record)
+        plots.after_round(server_round, model if "server-eval" in record else None, arrays)  # charts, wandb too
         server_eval = record.get("server-eval", {}).get("mean")
         log.info(
             "round %d done in %.1fs: train loss %s, server eval %s%s",

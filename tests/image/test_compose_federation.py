@@ -61,6 +61,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def scrape(port: int) -> str:
+    """The node's /metrics text (zk0-supernode's listener, through the stack's published port)."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
+        return reply.read().decode()
+
+
 def container_id(project: str, service: str) -> str:
     return docker(
         "ps",
@@ -80,7 +88,7 @@ def test_one_round_across_two_client_stacks(image, tmp_path):
     from zk0.deploy.loopback import flwr_json
 
     host = docker0_address()
-    port, admin_port = free_port(), free_port()
+    port, admin_port, server_metrics_port = free_port(), free_port(), free_port()
     creds = tmp_path / "pki"
     pki.create_ca(creds / "ca")
     server = pki.create_superlink_cert(creds / "superlink", [host], creds / "ca")
@@ -91,6 +99,7 @@ def test_one_round_across_two_client_stacks(image, tmp_path):
         os.chown(secret, RUNTIME_UID, RUNTIME_UID)
     tag = uuid.uuid4().hex[:6]
     started: list[tuple[str, str, dict]] = []
+    metrics_ports: dict[str, int] = {}
     admin_home = tmp_path / "admin"
     admin_env = launch.flower_env(admin_home)
     try:
@@ -105,6 +114,7 @@ def test_one_round_across_two_client_stacks(image, tmp_path):
             "ZK0_ADMIN_BIND": "127.0.0.1",
             "ZK0_ADMIN_PORT": str(admin_port),
             "ZK0_SUPERLINK_PORT": str(port),
+            "ZK0_METRICS_PORT": str(server_metrics_port),  # the monitor's, on the host's loopback
             "ZK0_HF_HUB_OFFLINE": "1",
         }
         # server.yml mounts ca.pem from ZK0_CERTS_DIR next to superlink.pem
@@ -150,6 +160,7 @@ def test_one_round_across_two_client_stacks(image, tmp_path):
                 "ZK0_NODE_KEY_FILE": str(key.private_key),
                 "ZK0_DATASET_DIR": str(dataset),
                 "ZK0_HF_HUB_OFFLINE": "1",
+                "ZK0_NODE_METRICS_PORT": str(metrics_ports.setdefault(name, free_port())),  # one per stack
             }
             project = f"zk0-fed-{tag}-client-{name}"
             started.append((project, "client.yml", client_env))
@@ -193,9 +204,16 @@ def test_one_round_across_two_client_stacks(image, tmp_path):
         assert "model.safetensors" in found
         metrics = json.loads(found[found.index("{") :])
         assert len(metrics["train"]["clients"]) == 2, metrics
+        served = scrape(server_metrics_port)  # the server's monitor: round files and the database, read-only
+        assert 'zk0_run_last_round{run="compose"} 1.0' in served and "zk0_superlink_nodes_enrolled 2.0" in served
+        assert 'zk0_round_replies{outcome="accepted",phase="train",run="compose"} 2.0' in served, served
         for name in ("a", "b"):  # each message ran in a process forked from the warm pool
             node = docker("logs", container_id(f"zk0-fed-{tag}-client-{name}", "supernode"), check=False)
             assert "forked from the warm pool" in node.stdout + node.stderr, node.stderr[-2000:]
+            scraped = scrape(metrics_ports[name])  # published on the host's loopback only
+            assert "zk0_node_superlink_connected 1.0" in scraped, scraped
+            assert "zk0_node_tasks_total 0.0" not in scraped and "zk0_node_last_train_duration_seconds " in scraped
+            assert "dataset" not in scraped, scraped  # no path, repo id or host name in a label or value
     finally:
         for project, file, env in reversed(started):
             compose(project, file, env, "down", "-v", "--timeout", "5")

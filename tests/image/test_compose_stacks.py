@@ -1,7 +1,9 @@
 """The Compose stacks in docker/compose on one Docker host (needs `docker compose` v2:
-scripts/ensure-compose.sh). Server: the proxy, SuperLink and SuperExec come up healthy and
-hardened, only the proxy publishes ports, an outsider with ca.pem is refused every Control
-operation, the ServerApp's container holds neither the TLS key nor the database. Client: a dataset
+scripts/ensure-compose.sh). Server: the proxy, SuperLink, SuperExec and monitor come up healthy
+and hardened, only the proxy publishes ports beyond loopback (the monitor's metrics port is on
+127.0.0.1 by default), an outsider with ca.pem is refused every Control operation, the
+ServerApp's container holds neither the TLS key nor the database, the monitor reads the database
+but cannot write its volumes. Client: a dataset
 path that does not exist stops the SuperNode at once with the URI error in its logs, and the
 restart policy gives up instead of looping.
 """
@@ -11,6 +13,7 @@ import os
 import socket
 import subprocess
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -106,8 +109,9 @@ def wait_for(predicate, timeout: float, interval: float = 1.0):
     return predicate()
 
 
-def server_env(pki: Path, port: int, admin_port: int, bind: str = "127.0.0.1") -> dict[str, str]:
+def server_env(pki: Path, port: int, admin_port: int, bind: str = "127.0.0.1", metrics_port: int = 0) -> dict[str, str]:
     return {
+        "ZK0_METRICS_PORT": str(metrics_port or free_port()),  # ZK0_METRICS_BIND stays the default
         "ZK0_IMAGE": IMAGE,
         "ZK0_PROXY_IMAGE": PROXY_IMAGE,
         "ZK0_CERTS_DIR": str(pki),
@@ -123,12 +127,14 @@ def server_env(pki: Path, port: int, admin_port: int, bind: str = "127.0.0.1") -
 
 
 def test_server_stack_front_door(pki, stack, tmp_path):
-    """The hardened server stack: only the proxy publishes ports, the outsider is refused."""
+    """The hardened server stack: the proxy publishes its listeners, the monitor its metrics
+    port on loopback only, nothing else; the outsider is refused."""
     from zk0.deploy import frontdoor
 
-    port, admin_port = free_port(), free_port()
-    project = stack(["server.yml"], server_env(pki, port, admin_port))
-    services = ("proxy", "superlink", "superexec")
+    port, admin_port, metrics_port = free_port(), free_port(), free_port()
+    project = stack(["server.yml"], server_env(pki, port, admin_port, metrics_port=metrics_port))
+    services = ("proxy", "superlink", "superexec", "monitor")
+    published_by = {"proxy": {"8000/tcp", "8001/tcp"}, "monitor": {"9400/tcp"}}
 
     def healthy():
         return all(container_of(project, s)["State"].get("Health", {}).get("Status") == "healthy" for s in services)
@@ -147,7 +153,10 @@ def test_server_stack_front_door(pki, stack, tmp_path):
         dump = json.dumps(info)
         assert not any(secret in dump for secret in secrets), f"a secret in {service}'s configuration"
         published = {k for k, v in (info["NetworkSettings"]["Ports"] or {}).items() if v}
-        assert published == ({"8000/tcp", "8001/tcp"} if service == "proxy" else set()), (service, published)
+        assert published == published_by.get(service, set()), (service, published)
+    monitor = container_of(project, "monitor")
+    assert [b["HostIp"] for b in monitor["NetworkSettings"]["Ports"]["9400/tcp"]] == ["127.0.0.1"]
+    assert not any(m.get("RW") for m in monitor["Mounts"]), monitor["Mounts"]  # outputs and state read-only
     superlink = container_of(project, "superlink")
     command = " ".join(superlink["Config"]["Cmd"] or []) + " " + " ".join(superlink["Args"])
     for flag in (
@@ -198,6 +207,11 @@ def test_server_stack_front_door(pki, stack, tmp_path):
     # State on the volume, owned by the runtime user.
     listing = docker("exec", superlink["Id"], "ls", "-ln", "/var/lib/zk0").stdout
     assert "superlink.db" in listing and f" {RUNTIME_UID} " in listing
+
+    # The monitor reads the SuperLink's (WAL) database through its read-only mount.
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as reply:
+        scraped = reply.read().decode()
+    assert "zk0_superlink_db_up 1.0" in scraped and "zk0_monitor_outputs_up 1.0" in scraped, scraped
 
 
 def test_client_with_missing_dataset_fails_fast_without_hot_loop(pki, stack, tmp_path):

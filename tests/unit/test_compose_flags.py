@@ -76,6 +76,7 @@ def test_supernode_spec_renders_the_client_stack_command() -> None:
         host=wanted["--host"],
         port=wanted["--port"],  # a shell variable here; the spec renders it as given
         health_server_address=wanted.get("--health-server-address"),
+        metrics_address=wanted.get("--metrics-address"),
     )
     argv = spec.argv()
     assert Path(argv[0]).name == "zk0-supernode"

@@ -112,6 +112,8 @@ class SuperNodeSpec:
     # zk0-supernode: the same SuperNode, with ClientApps forked from a preloaded parent
     # (zk0.supernode); False runs Flower's flower-supernode with its subprocess isolation.
     warm_clientapps: bool = True
+    # zk0-supernode's own --metrics-address HOST:PORT (zk0.monitoring.node_metrics); None: off.
+    metrics_address: str | None = None
 
     def argv(self) -> list[str]:
         command = "zk0-supernode" if self.warm_clientapps else "flower-supernode"
@@ -131,6 +133,10 @@ class SuperNodeSpec:
             args += ["--max-wait-time", str(self.max_wait_time)]
         if self.health_server_address is not None:
             args += ["--health-server-address", self.health_server_address]
+        if self.metrics_address is not None:
+            if not self.warm_clientapps:
+                raise ValueError("--metrics-address is zk0-supernode's flag: flower-supernode has no metrics listener")
+            args += ["--metrics-address", self.metrics_address]
         return args
 
 

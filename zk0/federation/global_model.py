@@ -15,7 +15,7 @@ from zk0.data.synthetic import materialize_uri
 from zk0.federation.checkpoints import save_checkpoint
 from zk0.model.factory import build_policy, build_processors
 from zk0.model.weights import get_trainable_arrays, set_trainable_arrays
-from zk0.training.local import evaluate_loss
+from zk0.training.local import ActionTrace, action_trace, evaluate_loss
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 class EvalSet:
     name: str  # as configured by the admin; server-side only
     preprocessor: object
+    postprocessor: object  # back to the dataset's units, for action charts
     dataset: object
 
 
@@ -49,9 +50,9 @@ class GlobalModel:
         delta = resolve_delta_timestamps(self.policy.config, metas[0])
         self.eval_sets = []
         for name, uri, meta in zip(settings.eval_datasets, uris, metas, strict=True):
-            pre, _ = build_processors(self.policy.config, meta.stats, self.device)
+            pre, post = build_processors(self.policy.config, meta.stats, self.device)
             dataset = open_dataset(uri, list(range(meta.total_episodes)), delta)
-            self.eval_sets.append(EvalSet(name=name, preprocessor=pre, dataset=dataset))
+            self.eval_sets.append(EvalSet(name=name, preprocessor=pre, postprocessor=post, dataset=dataset))
         # Checkpoints carry processors normalising with the eval datasets' pooled statistics.
         stats = aggregate_stats([m.stats for m in metas]) if len(metas) > 1 else metas[0].stats
         self.preprocessor, self.postprocessor = build_processors(self.policy.config, stats, self.device)
@@ -75,6 +76,16 @@ class GlobalModel:
             losses[eval_set.name] = loss
         losses["mean"] = float(np.mean(list(losses.values())))
         return losses
+
+    def action_traces(self, arrays: dict[str, np.ndarray], max_frames: int) -> dict[str, ActionTrace]:
+        """Per eval dataset, its first episode's recorded actions and the policy's (the charts)."""
+        set_trainable_arrays(self.policy, arrays)
+        return {
+            s.name: action_trace(
+                self.policy, s.preprocessor, s.postprocessor, s.dataset, max_frames=max_frames, seed=self.settings.seed
+            )
+            for s in self.eval_sets
+        }
 
     def save(self, run_dir: Path, server_round: int, arrays: dict[str, np.ndarray], state: dict) -> Path:
         set_trainable_arrays(self.policy, arrays)

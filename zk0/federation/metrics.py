@@ -52,6 +52,13 @@ class RoundRecorder:
             self._wandb.log(_flatten(record), step=server_round)
         return path
 
+    def log_images(self, server_round: int, images: dict[str, Path]) -> None:
+        """PNGs (`zk0.federation.plots`) to wandb at the round's step, when wandb is on."""
+        if self._wandb is not None:
+            import wandb
+
+            self._wandb.log({key: wandb.Image(str(path)) for key, path in images.items()}, step=server_round)
+
     def close(self) -> None:
         if self._wandb is not None:
             self._wandb.finish()

@@ -10,6 +10,11 @@ Two things plain ``flower-supernode`` does not do: a task runs only when its app
 hash is on the node's allowlist (:mod:`zk0.supernode.trust`), and the Runtime API's
 AcquireTask needs a secret made fresh for each start, so no other local process can take
 (and run) the node's tasks.
+
+One flag of its own: ``--metrics-address HOST:PORT`` serves the node's health for Prometheus
+at ``http://HOST:PORT/metrics`` (:mod:`zk0.monitoring.node_metrics`); empty or absent: off.
+HOST must be an address of this machine such as 127.0.0.1 or the tailnet address, never
+0.0.0.0 or ::.
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ import time
 from pathlib import Path
 
 from zk0.deploy.launch import flower_bin
+from zk0.monitoring import node_metrics
+from zk0.monitoring.node_metrics import MetricsAddressError, NodeMetrics
 
 from . import trust
 from .pool import PoolConfig, WarmClientAppPool
@@ -176,30 +183,57 @@ def _setup_logging() -> None:
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] in ("-h", "--help"):
-        print(__doc__.strip() + "\n\nusage: zk0-supernode [flower-supernode arguments]")
+        usage = "usage: zk0-supernode [--metrics-address HOST:PORT] [flower-supernode arguments]"
+        print(__doc__.strip() + "\n\n" + usage)
         return 0
     _setup_logging()
     try:
+        metrics_text, args = node_metrics.split_metrics_flag(args)
+        metrics_at = node_metrics.parse_metrics_address(metrics_text)
         address, interval = runtime_api_address(args), _poll_interval()
         trusted = load_trusted_apps()
-    except (UsageError, trust.TrustError) as err:
+    except (UsageError, MetricsAddressError, trust.TrustError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 
     private = Path(tempfile.mkdtemp(prefix="zk0-supernode-"))  # 0700: this user only
     try:
         secret_file, secret = write_secret(private)
-        return _run(args, address, interval, trusted, secret_file, secret)
+        reports = None
+        if metrics_at is not None:  # where ClientApps leave their training figures
+            reports = private / "reports"
+            reports.mkdir(mode=0o700)
+        pool = WarmClientAppPool(PoolConfig(trusted_apps=trusted, report_dir=str(reports) if reports else None))
+        try:  # bound before anything starts: a taken port stops the node here, with the reason
+            metrics = NodeMetrics.start(*metrics_at, pool, reports) if metrics_at else None
+        except OSError as err:
+            print(f"error: cannot serve metrics on {metrics_text}: {err}; {node_metrics.BIND_FIX}", file=sys.stderr)
+            return 2
+        try:
+            return _run(args, address, interval, pool, secret_file, secret, metrics)
+        finally:
+            if metrics is not None:
+                metrics.close()
     finally:
         shutil.rmtree(private, ignore_errors=True)
 
 
 def _run(
-    args: list[str], address: str, interval: float, trusted: frozenset[str], secret_file: Path, secret: bytes
+    args: list[str],
+    address: str,
+    interval: float,
+    pool: WarmClientAppPool,
+    secret_file: Path,
+    secret: bytes,
+    metrics: NodeMetrics | None,
 ) -> int:
-    supernode = subprocess.Popen(
-        [flower_bin("flower-supernode"), *args, "--isolation", "process", SECRET_FLAG, str(secret_file)]
-    )
+    argv = [flower_bin("flower-supernode"), *args, "--isolation", "process", SECRET_FLAG, str(secret_file)]
+    if metrics is None:
+        supernode = subprocess.Popen(argv)
+    else:  # its output passes through us: the metrics follow its connection to the SuperLink
+        supernode = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        assert supernode.stdout is not None
+        metrics.watch_output(supernode.stdout, getattr(sys.stderr, "buffer", None))
     stopping = threading.Event()
 
     def stop(signum: int, _frame: object) -> None:
@@ -209,7 +243,6 @@ def _run(
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    pool = WarmClientAppPool(PoolConfig(trusted_apps=trusted))
     try:
         pool.warm_up()  # while the SuperNode connects and authenticates
         serve(supernode, address, pool, interval, stopping, secret)

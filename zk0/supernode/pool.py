@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,11 +24,15 @@ from typing import Any
 from flwr.supercore.constant import TaskType
 from flwr.supercore.superexec.executor import ExecutionSpec, LaunchResult
 
-from .trust import guarded_install
+from zk0.monitoring.node_report import REPORT_DIR_ENV
+
+from .trust import AppNotTrusted, guarded_install
 
 log = logging.getLogger(__name__)
 
 APP_PACKAGES = ("zk0",)  # loaded from each run's app bundle, never from the warm parent
+REFUSED_EXIT = 77  # sysexits' EX_NOPERM: the bundle is not on the allowlist, nothing of it ran
+FAILURE_REASONS = ("error", "signal", "untrusted_app")  # zk0_node_task_failures_total{reason}
 
 
 @dataclass(frozen=True)
@@ -35,6 +40,17 @@ class PoolConfig:
     preload: tuple[str, ...] = ("zk0.supernode.preload",)
     # SHA-256 of the app bundles this node runs (zk0.supernode.trust); empty: none
     trusted_apps: frozenset[str] = frozenset()
+    # Private directory where ClientApps leave their training figures (zk0.monitoring.node_report)
+    report_dir: str | None = None
+
+
+def failure_reason(exitcode: int | None) -> str | None:
+    """Why a finished ClientApp process failed (a FAILURE_REASONS word), or None when it did not."""
+    if not exitcode:
+        return None
+    if exitcode == REFUSED_EXIT:
+        return "untrusted_app"
+    return "signal" if exitcode < 0 else "error"
 
 
 def _forget_app_modules(packages: tuple[str, ...] = APP_PACKAGES) -> list[str]:
@@ -56,6 +72,19 @@ def _log_to_stderr() -> None:
         ours.propagate = False
 
 
+def _tracking_refusals(install: Callable[..., Path], refused: list[bool]) -> Callable[..., Path]:
+    """``install`` that notes in ``refused`` when it refused the bundle (the exit code says so)."""
+
+    def install_noting_refusal(*args: Any, **kwargs: Any) -> Path:
+        try:
+            return install(*args, **kwargs)
+        except AppNotTrusted:
+            refused.append(True)
+            raise
+
+    return install_noting_refusal
+
+
 def _run_task(
     runtime_api_address: str,
     token: str,
@@ -63,11 +92,14 @@ def _run_task(
     certificates_path: str | None,
     runtime_dependency_install: bool,
     trusted_apps: frozenset[str],
+    report_dir: str | None = None,
 ) -> None:
     """Body of one forked ClientApp process: what ``flwr-clientapp`` does after its imports."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the launcher's handlers are not ours
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     _log_to_stderr()
+    if report_dir:  # the ClientApp leaves its training figures here for the launcher's metrics
+        os.environ[REPORT_DIR_ENV] = report_dir
     _forget_app_modules()  # nothing from zk0 may be imported after this: it would shadow the bundle
     # The module, not the function; Any: install_from_fab is its import, not part of its API.
     runtime: Any = importlib.import_module("flwr.supernode.runtime.run_clientapp")
@@ -75,15 +107,21 @@ def _run_task(
     # run_clientapp looks install_from_fab up at call time, with the FAB bytes it pulled: check
     # them before anything of the bundle is installed or imported. A refusal raises inside
     # run_clientapp's try, so Flower replies to the server with its usual ClientApp error.
-    runtime.install_from_fab = guarded_install(runtime.install_from_fab, trusted_apps)
-    runtime.run_clientapp(
-        runtime_api_address=runtime_api_address,
-        token=token,
-        insecure=insecure,
-        certificates=Path(certificates_path).read_bytes() if certificates_path else None,
-        parent_pid=None,
-        runtime_dependency_install=runtime_dependency_install,
-    )
+    refused: list[bool] = []
+    runtime.install_from_fab = _tracking_refusals(guarded_install(runtime.install_from_fab, trusted_apps), refused)
+    try:
+        runtime.run_clientapp(
+            runtime_api_address=runtime_api_address,
+            token=token,
+            insecure=insecure,
+            certificates=Path(certificates_path).read_bytes() if certificates_path else None,
+            parent_pid=None,
+            runtime_dependency_install=runtime_dependency_install,
+        )
+    except SystemExit:  # Flower exits 1 for every failed task: tell the launcher a refusal apart
+        if refused:
+            raise SystemExit(REFUSED_EXIT) from None
+        raise
 
 
 def _probe(modules: tuple[str, ...]) -> None:
@@ -99,7 +137,11 @@ class WarmClientAppPool:
         self._ctx = multiprocessing.get_context("forkserver")
         self._ctx.set_forkserver_preload(list(self.config.preload))
         self._running: list[multiprocessing.process.BaseProcess] = []
+        # Read by the node's metrics (zk0.monitoring.node_metrics) from its listener thread.
         self.launched = 0
+        self.last_launch_time: float | None = None  # unix seconds
+        self.failures: dict[str, int] = dict.fromkeys(FAILURE_REASONS, 0)  # fixed keys: safe to read
+        self.ready = False
 
     def warm_up(self) -> float:
         """Start the fork server and wait until its imports are done; returns the seconds."""
@@ -114,6 +156,7 @@ class WarmClientAppPool:
                 f"(probe exit {probe.exitcode}); run `python -c 'import zk0.supernode.preload'` to see why"
             )
         log.info("ClientApp pool warm in %.1f s (preloaded %s)", seconds, ", ".join(self.config.preload))
+        self.ready = True
         return seconds
 
     # ---- flwr.supercore.superexec.executor.Executor
@@ -141,6 +184,7 @@ class WarmClientAppPool:
                 spec.root_certificates_path,
                 spec.runtime_dependency_install,
                 self.config.trusted_apps,
+                self.config.report_dir,
             ),
         )
         try:
@@ -149,6 +193,7 @@ class WarmClientAppPool:
             return LaunchResult.failed(f"could not fork a ClientApp process: {err}")
         self._running.append(process)
         self.launched += 1
+        self.last_launch_time = time.time()
         log.info("ClientApp task %d: pid %d forked from the warm pool", spec.task_id, process.pid)
         return LaunchResult.accepted()
 
@@ -156,8 +201,9 @@ class WarmClientAppPool:
         """Reap finished ClientApp processes."""
         for process in [p for p in self._running if not p.is_alive()]:
             process.join()
-            if process.exitcode:
-                log.debug("%s exited with %s", process.name, process.exitcode)
+            if reason := failure_reason(process.exitcode):
+                self.failures[reason] += 1
+                log.debug("%s exited with %s (%s)", process.name, process.exitcode, reason)
             self._running.remove(process)
 
     def close(self) -> None:

@@ -12,8 +12,9 @@ import itertools
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 
 
 @dataclass(frozen=True)
@@ -109,3 +110,60 @@ def evaluate_loss(
         total += loss.item() * n
         count += n
     return (total / count if count else float("nan")), count
+
+
+@dataclass
+class ActionTrace:
+    """One episode's recorded actions next to the policy's, frame by frame, in dataset units."""
+
+    episode: int
+    recorded: np.ndarray  # (frames, action dims)
+    predicted: np.ndarray  # (frames, action dims)
+    names: list[str]  # one per action dim
+
+
+def _action_names(dataset, dims: int) -> list[str]:
+    names = dataset.meta.features.get("action", {}).get("names")
+    if isinstance(names, dict):  # some datasets nest them: {"motors": [...]}
+        names = next(iter(names.values()), None)
+    if isinstance(names, list) and len(names) == dims:
+        return [str(n) for n in names]
+    return [f"action {i}" for i in range(dims)]
+
+
+@torch.no_grad()
+def action_trace(policy, preprocessor, postprocessor, dataset, max_frames: int = 64, seed: int = 0) -> ActionTrace:
+    """The first episode of `dataset` (at most `max_frames` frames): each frame's recorded
+    action and the action the policy picks there as it would run on a robot (`select_action`:
+    a chunk predicted from one frame's observation is played out, then the next is predicted).
+    Seeded, like `evaluate_loss`: SmolVLA samples noise when it predicts."""
+    if len(dataset) == 0:
+        raise ValueError("the dataset has no frames")
+    policy.eval()
+    policy.reset()  # an empty action queue: the first frame predicts a fresh chunk
+    torch.manual_seed(seed)
+    frames = Subset(dataset, range(min(max_frames, len(dataset))))
+    recorded: list[np.ndarray] = []
+    predicted: list[np.ndarray] = []
+    episode: int | None = None
+    try:
+        for raw in _loader(frames, 1, seed, shuffle=False, num_workers=0):
+            frame_episode = int(raw["episode_index"][0])
+            if episode is None:
+                episode = frame_episode
+            elif frame_episode != episode:
+                break
+            action = raw["action"][0]
+            # With the policy's time offsets the action is a chunk; offset 0 is this frame's own.
+            recorded.append((action[0] if action.dim() > 1 else action).float().numpy().copy())
+            chosen = postprocessor(policy.select_action(preprocessor(raw)))
+            predicted.append(chosen[0].float().cpu().numpy())
+    finally:
+        policy.reset()
+    stacked = np.stack(recorded)
+    return ActionTrace(
+        episode=episode or 0,
+        recorded=stacked,
+        predicted=np.stack(predicted),
+        names=_action_names(dataset, stacked.shape[1]),
+    )
