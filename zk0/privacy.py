@@ -42,3 +42,14 @@ def load_or_create_secret(path: Path) -> bytes:
 def anonymous_dataset_label(dataset_uri: str, secret: bytes) -> str:
     digest = hmac.new(secret, dataset_uri.strip().encode(), hashlib.sha256).hexdigest()
     return LABEL_PREFIX + digest[:16]
+
+
+EVAL_LABEL_PREFIX = "eval-"
+
+
+def server_eval_label(dataset_uri: str) -> str:
+    """The label of one of the server's evaluation datasets, in charts and metrics alike: stable,
+    short, and neither its path nor its repo id. Unkeyed, so the admin can compute it
+    (`zk0 monitor eval-label URI`); it hides local paths, but a guess of a public repo id can be
+    checked against it (the admin chose these datasets; nodes' labels are keyed, above)."""
+    return EVAL_LABEL_PREFIX + hashlib.sha256(dataset_uri.strip().encode()).hexdigest()[:12]

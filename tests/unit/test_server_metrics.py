@@ -27,6 +27,7 @@ from flwr.app import Error as FlowerError
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from zk0 import privacy
 from zk0.faults import FAULTS, inject_fault
 from zk0.federation import protocol as wire
 from zk0.federation.checkpoints import save_checkpoint
@@ -264,7 +265,7 @@ def test_the_scrape_reports_the_latest_run_and_the_superlinks_nodes(outputs, sup
     assert value(samples, "zk0_client_eval_loss", weights="round-end", dataset=OTHER_LABEL, **run) == 2.0  # round 1
     assert value(samples, "zk0_client_eval_mean_loss", weights="round-end", **run) == pytest.approx(1.75)
     for uri, loss in zip(EVAL_URIS, (1.25, 2.25), strict=True):
-        assert value(samples, "zk0_server_eval_loss", dataset=rounds.server_eval_label(uri), **run) == loss
+        assert value(samples, "zk0_server_eval_loss", dataset=privacy.server_eval_label(uri), **run) == loss
     assert value(samples, "zk0_server_eval_mean_loss", **run) == 1.75
     assert value(samples, "zk0_server_eval_round", **run) == 2
     assert 'run="old-run"' not in text
@@ -288,8 +289,8 @@ def test_no_path_repo_id_or_hostname_reaches_the_exposition(outputs, superlink_s
 
 def test_the_server_eval_label_is_a_short_stable_hash(runner_env):
     uri = EVAL_URIS[1]
-    label = rounds.server_eval_label(uri)
-    assert label == "eval-" + hashlib.sha256(uri.encode()).hexdigest()[:12] == rounds.server_eval_label(f" {uri} ")
+    label = privacy.server_eval_label(uri)
+    assert label == "eval-" + hashlib.sha256(uri.encode()).hexdigest()[:12] == privacy.server_eval_label(f" {uri} ")
     said = subprocess.run(
         [ZK0, "monitor", "eval-label", uri], capture_output=True, text=True, env=runner_env, check=False
     )

@@ -6,8 +6,8 @@
 - `actions-<label>-round_<N>.png`: after each server evaluation, per evaluation dataset, the
   recorded and the predicted joint trajectories over one of its episodes.
 
-Evaluation datasets appear under anonymous labels (`zk0.privacy`: an HMAC with a secret kept
-in the run directory, outside plots/), never by path or repo id: the charts also go to wandb.
+Evaluation datasets appear under the labels the server's metrics use (`eval-` and a short hash,
+`zk0.privacy.server_eval_label`), never by path or repo id: the charts also go to wandb.
 Files are replaced atomically. Drawing never fails a round: a problem is logged as a warning
 once and the run goes on.
 """
@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from PIL import Image, ImageDraw, ImageFont
 
-from zk0.privacy import anonymous_dataset_label, load_or_create_secret
+from zk0.privacy import server_eval_label
 
 if TYPE_CHECKING:
     import numpy as np
@@ -37,7 +37,6 @@ log = logging.getLogger(__name__)
 
 SIZE = (1200, 900)
 ACTION_FRAMES = 64  # frames of the episode an action chart follows: a few predictions, cheap
-LABEL_SECRET = ".label-secret"  # in the run directory, not in plots/: the labels' key
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
 RECORDED, PREDICTED = "#222222", "#e4572e"
 ACCEPTED, REJECTED, FAILED = "#2ca02c", "#d62728", "#9e9e9e"
@@ -315,7 +314,6 @@ class RunPlots:
         self.recorder = recorder
         self.max_frames = max_frames
         self._warned: set[str] = set()
-        self._secret: bytes | None = None
 
     def after_round(self, server_round: int, model: GlobalModel | None = None, arrays: Any = None) -> None:
         """Redraw rounds.png; with `model` (a server-eval round), the action charts of
@@ -351,13 +349,11 @@ class RunPlots:
         return draw_actions(trace, self.plots_dir / f"actions-{label}-round_{server_round}.png", title)
 
     def label(self, name: str) -> str:
-        """The anonymous label of an evaluation dataset (stable across a resumed run)."""
-        if self._secret is None:
-            self._secret = load_or_create_secret(self.run_dir / LABEL_SECRET)
-        return anonymous_dataset_label(name, self._secret)
+        """The evaluation dataset's label: the same as in the server's metrics (`zk0.privacy`)."""
+        return server_eval_label(name)
 
     def legend_name(self, name: str) -> str:
-        """`eval 2 (ds-…)`: the position in `server-eval-datasets` says which one it is."""
+        """`eval 2 (eval-…)`: the position in `server-eval-datasets` says which one it is."""
         position = f"eval {self.eval_datasets.index(name) + 1}" if name in self.eval_datasets else "eval"
         return f"{position} ({self.label(name)})"
 

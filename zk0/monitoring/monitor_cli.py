@@ -60,7 +60,7 @@ def eval_label(
     uris: Annotated[list[str], typer.Argument(help="Server eval dataset URIs, as in server-eval-datasets.")],
 ) -> None:
     """Print the label zk0_server_eval_loss uses for each server eval dataset."""
-    from zk0.monitoring.round_files import server_eval_label
+    from zk0.privacy import server_eval_label
 
     for uri in uris:
         typer.echo(f"{server_eval_label(uri)}  {uri}")

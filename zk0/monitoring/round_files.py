@@ -9,7 +9,7 @@ Only numbers leave this module, with labels from fixed sets or checked patterns:
 - a node's dataset label must look like the keyed hash a node makes (`ds-` + 16 hex digits,
   `zk0.privacy`), anything else becomes `invalid` (a node chooses what it sends);
 - server eval datasets are keyed by the URI the admin configured (a local path or a Hub repo
-  id): they become `eval-` + 12 hex digits of its SHA-256 (`server_eval_label`);
+  id): they become `eval-` + 12 hex digits of its SHA-256 (`zk0.privacy.server_eval_label`);
 - rejection reasons are free text written by the server (with a node's weight names in some):
   they become one of `REJECTION_REASONS` (`rejection_reason`);
 - a run name outside `[A-Za-z0-9._-]` is hashed too (the admin picks run names).
@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from zk0.federation import protocol as wire
-from zk0.privacy import LABEL_PREFIX
+from zk0.privacy import LABEL_PREFIX, server_eval_label
 
 log = logging.getLogger(__name__)
 
@@ -102,13 +102,6 @@ def rejection_reason(message: object) -> str:
 def node_label(value: object) -> str:
     """A node's dataset label as reported, if it has the shape of one; else `invalid`."""
     return value if isinstance(value, str) and _NODE_LABEL.match(value) else INVALID_LABEL
-
-
-def server_eval_label(uri: str) -> str:
-    """The label of a server eval dataset: stable, short, and neither its path nor its repo id.
-    Unkeyed, so the admin can compute it (`zk0 monitor eval-label URI`); it hides local paths,
-    but a guess of a public repo id can be checked against it."""
-    return "eval-" + hashlib.sha256(uri.strip().encode()).hexdigest()[:12]
 
 
 def run_label(run_name: str) -> str:
