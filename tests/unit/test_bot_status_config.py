@@ -65,6 +65,11 @@ def remote(monkeypatch) -> dict:
     def fake(inventory, argv, chdir, become=True, ask_become_pass=False):
         ((group, spec),) = json.loads(Path(inventory).read_text())["all"]["children"].items()
         calls.append((group, list(argv)))
+        if "exec" in argv:  # `server status` reading the monitor's scrape
+            metrics = answers.get("metrics")
+            if metrics is None:
+                return {h: {"rc": 1, "stdout": "", "stderr": "service monitor is not running"} for h in spec["hosts"]}
+            return {host: {"rc": 0, "stdout": metrics, "stderr": ""} for host in spec["hosts"]}
         stdout = answers[group] if "ps" in argv else f"{group} log line 1\n{group} log line 2"
         return {host: {"rc": 0, "stdout": stdout, "stderr": ""} for host in spec["hosts"]}
 
@@ -121,6 +126,47 @@ def test_status_of_a_node_only_asks_the_node_and_fails_when_it_is_down(runner: C
     assert result.exit_code == ExitCode.FAILED
     assert set(json.loads(result.stdout)) == {"client"}
     assert [group for group, _ in remote["calls"]] == [client.GROUP]
+
+
+SCRAPE = """\
+# TYPE zk0_superlink_nodes_enrolled gauge
+zk0_superlink_nodes_enrolled 3.0
+# TYPE zk0_superlink_nodes_online gauge
+zk0_superlink_nodes_online 2.0
+# TYPE zk0_run_last_round gauge
+zk0_run_last_round{run="prod-1"} 7.0
+# TYPE zk0_round_duration_seconds gauge
+zk0_round_duration_seconds{run="prod-1"} 61.5
+# TYPE zk0_round_replies gauge
+zk0_round_replies{outcome="accepted",phase="train",run="prod-1"} 2.0
+zk0_round_replies{outcome="rejected",phase="train",run="prod-1"} 1.0
+zk0_round_replies{outcome="accepted",phase="evaluate",run="prod-1"} 9.0
+# TYPE zk0_server_eval_mean_loss gauge
+zk0_server_eval_mean_loss{run="prod-1"} 1.25
+# TYPE zk0_server_eval_round gauge
+zk0_server_eval_round{run="prod-1"} 6.0
+"""
+
+
+def test_server_status_prints_the_headline_figures_or_says_why_not(runner: CliRunner, remote: dict) -> None:
+    _save_server(host="admin@link.example.org")
+    remote["answers"]["metrics"] = SCRAPE
+    result = runner.invoke(app, ["server", "status"])
+    assert result.exit_code == 0, result.output
+    assert "nodes: 2 online of 3 enrolled" in result.stdout
+    assert "run prod-1: round 7, 62 s" in result.stdout
+    assert "replies: 2 accepted, 1 rejected" in result.stdout  # the train phase only
+    assert "server-eval loss: 1.2500 (round 6)" in result.stdout
+    scrape_argv = remote["calls"][-1][1]
+    assert scrape_argv[-6:-2] == ["exec", "-T", "monitor", "python"]
+
+    del remote["answers"]["metrics"]  # the monitor is down: the containers still print, with the reason
+    result = runner.invoke(app, ["server", "status"])
+    assert result.exit_code == 0, result.output
+    assert "figures: not available" in result.stdout and "monitor is not running" in result.stdout
+
+    as_json = runner.invoke(app, ["server", "status", "--json"])  # the containers alone, no scrape
+    assert [r["Service"] for r in json.loads(as_json.stdout)] == ["proxy", "superlink"]
 
 
 # ---------------------------------------------------------------- config show / set

@@ -19,9 +19,11 @@ import time
 import urllib.request
 from collections import OrderedDict
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
+import yaml
 from flwr.app import ConfigRecord, Message, MetricRecord, RecordDict
 from flwr.app import Error as FlowerError
 from prometheus_client import generate_latest
@@ -37,9 +39,11 @@ from zk0.federation.strategy import ValidatedFedProx
 from zk0.federation.transfer import decode_update, encode_global
 from zk0.federation.validation import UpdateRejected, check_examples, validate_update
 from zk0.model.weights import to_array_record
+from zk0.monitoring import headline, superlink_db
 from zk0.monitoring import round_files as rounds
-from zk0.monitoring import superlink_db
 from zk0.monitoring.server_metrics import ServerMetricsCollector, make_registry, start_metrics_server
+
+REPO = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.usefixtures("flower_task_identity")
 
@@ -269,6 +273,29 @@ def test_the_scrape_reports_the_latest_run_and_the_superlinks_nodes(outputs, sup
     assert value(samples, "zk0_server_eval_mean_loss", **run) == 1.75
     assert value(samples, "zk0_server_eval_round", **run) == 2
     assert 'run="old-run"' not in text
+
+
+def test_the_status_headline_reads_the_same_scrape(outputs, superlink_state):
+    _, db_path, _ = superlink_state
+    text, _ = scrape(ServerMetricsCollector(outputs, db_path))
+    h = headline.parse(text)
+    assert (h.nodes_enrolled, h.nodes_online, h.run, h.last_round) == (3, 1, "prod-1", 2)
+    assert h.replies == {"accepted": 2, "rejected": 6, "failed": 1}
+    assert h.server_eval_loss == 1.75 and h.server_eval_round == 2
+    assert h.train_loss == pytest.approx((1.0 * 10 + 3.0 * 30) / 40)
+    assert h.round_seconds is not None and h.checkpoint_age_seconds is not None
+    shown = "\n".join(headline.lines(h))
+    assert "nodes: 1 online of 3 enrolled" in shown and "run prod-1: round 2" in shown
+    assert headline.lines(headline.parse("")) == [
+        "nodes: unknown (the SuperLink database is not readable)",
+        "run: none recorded yet",
+    ]
+
+
+def test_the_status_scrape_asks_the_port_the_monitor_listens_on():
+    stack = yaml.safe_load((REPO / "roles/superlink/files/compose.yml").read_text())
+    listen = [a for a in stack["services"]["monitor"]["command"] if a.startswith("--listen=")]
+    assert listen == [f"--listen=0.0.0.0:{urlsplit(headline.MONITOR_URL).port}"]
 
 
 def test_no_path_repo_id_or_hostname_reaches_the_exposition(outputs, superlink_state):

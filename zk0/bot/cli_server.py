@@ -36,6 +36,7 @@ from zk0.bot.cli_common import (
     spinner,
 )
 from zk0.bot.errors import BotError, ExitCode
+from zk0.monitoring import headline
 
 server_app = typer.Typer(help="The federation's SuperLink, its nodes and its runs (admin).", no_args_is_help=True)
 
@@ -109,8 +110,18 @@ def server_stop(ask_become_pass: BecomeOpt = False) -> None:
 @server_app.command("status")
 @handled
 def server_status(as_json: Annotated[bool, typer.Option("--json")] = False, ask_become_pass: BecomeOpt = False) -> None:
-    """Show the server stack's containers (proxy, SuperLink, SuperExec); exit 1 unless all are running and healthy."""
-    if not print_ps(server_control("status", ask_become_pass=ask_become_pass).get("stdout", ""), as_json):
+    """Show the server stack's containers and the latest run's headline figures (nodes online,
+    round, replies, losses, checkpoint age, from the monitor's metrics); exit 1 unless every
+    container is running and healthy."""
+    up = print_ps(server_control("status", ask_become_pass=ask_become_pass).get("stdout", ""), as_json)
+    if not as_json:  # --json stays the containers alone, as `zk0bot status --json` gives them
+        try:
+            scraped = server_control("metrics", ask_become_pass=ask_become_pass).get("stdout", "")
+            for line in headline.lines(headline.parse(scraped)):
+                out.print(line, markup=False)
+        except (BotError, ValueError) as err:  # a stopped monitor, or a page that is not an exposition
+            out.print(f"figures: not available ({str(err).splitlines()[0][:200]})", markup=False)
+    if not up:
         raise typer.Exit(int(ExitCode.FAILED))
 
 

@@ -28,6 +28,7 @@ from zk0.bot import playbook, state
 from zk0.bot.client import DEFAULT_IMAGE
 from zk0.bot.errors import BotError, ExitCode
 from zk0.bot.state import load_json, save_json, side_dir
+from zk0.monitoring import headline
 
 GROUP = "zk0_server"
 DEFAULT_CONNECTION = "zk0"
@@ -189,6 +190,7 @@ def control(action: str, base: Path | None = None, tail: int = 100, ask_become_p
         "stop": [*compose, "down"],  # keeps the volumes: state database and outputs
         "status": [*compose, "ps", "--all", "--format", "json"],
         "logs": [*compose, "logs", "--no-color", "--tail", str(tail)],  # every service: ServerApps log in superexec
+        "metrics": [*compose, "exec", "-T", "monitor", "python", "-c", headline.SCRAPE_CODE],
     }[action]
     inventory = playbook.write_inventory(side_dir("server", base) / "control-inventory.json", GROUP, s.target, {})
     return playbook.run_remote(inventory, argv, s.config_dir, ask_become_pass=ask_become_pass)[s.target.name]
