@@ -47,7 +47,7 @@ COV := --cov --cov-report=
 # The slowest tests of each tier in the log: where the CI minutes go.
 DURATIONS := --durations=10
 
-test-unit: setup lab-tools  ## pure logic, seconds (ssh: zk0bot's tunnel test)
+test-unit: setup lab-tools monitoring-tools  ## pure logic, seconds (ssh: zk0bot's tunnel test; promtool: the alert rules)
 	$(PY) -m pytest tests/unit $(COV) $(DURATIONS)
 
 test-integration: setup setup-ops proxy-tools  ## real Flower simulation with the tiny SmolVLA; zk0bot against loopback
@@ -59,7 +59,14 @@ coverage-report: setup  ## zk0/ coverage per module of the unit and integration 
 test-deploy: setup proxy-tools  ## loopback deployment behind the edge proxy: TLS, node auth, the outsider, faults, rejections
 	$(PY) -m pytest tests/integration/deploy $(DURATIONS)
 
-.PHONY: proxy-tools
+.PHONY: proxy-tools monitoring-tools
+# promtool checks the monitoring role's rules (tests/unit/test_monitoring_role.py). On a host that
+# runs systemd the package also starts a Prometheus (Debian's defaults; this CI machine has no systemd).
+monitoring-tools:
+	@command -v promtool >/dev/null || { \
+	    echo "installing prometheus (for promtool)"; \
+	    scripts/apt-install.sh prometheus; }
+
 proxy-tools:  ## Debian's nginx-light: the edge proxy the loopback federation runs in front of the SuperLink
 	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || { \
 	    echo "installing nginx-light (the edge proxy)"; \
@@ -113,7 +120,7 @@ clean:  ## remove build outputs (keeps .venv)
 # --- operator tooling and role tests (Ansible, ansible-lint, Molecule; no torch) ---
 VENV_OPS := .venv-ops
 OPS_BIN  := $(VENV_OPS)/bin
-ROLES    := docker nvidia tailscale superlink supernode
+ROLES    := docker nvidia tailscale superlink supernode monitoring
 
 .PHONY: setup-ops lock-ops lint-ansible test-roles systemd-image
 

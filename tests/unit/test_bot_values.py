@@ -124,10 +124,10 @@ def test_check_mode_never_writes_the_saved_settings(runner, runs, ca, tmp_path: 
 def test_unknown_var_names_are_refused_with_the_known_ones(runner, runs, ca) -> None:
     result = _client(runner, ca, "--var", "supernode_wandbmode=online")
     assert result.exit_code == ExitCode.USAGE and not runs
-    assert "--var supernode_wandbmode is not a variable of client.yml (roles docker, nvidia, supernode, tailscale)" in (
-        result.stderr
-    )
+    roles = "roles docker, monitoring, nvidia, supernode, tailscale"
+    assert f"--var supernode_wandbmode is not a variable of client.yml ({roles})" in result.stderr
     assert "supernode_wandb_mode" in result.stderr and "docker_install_source" in result.stderr
+    assert "zk0_monitoring" in result.stderr and "monitoring_node_exporter_listen_address" in result.stderr
     assert "supernode_hf_token" not in result.stderr  # secrets are not offered
     server = runner.invoke(app, ["server", "start", "--check", "--var", "supernode_gpu=true"])
     assert server.exit_code == ExitCode.USAGE and "not a variable of server.yml" in server.stderr

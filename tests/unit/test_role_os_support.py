@@ -41,6 +41,7 @@ FIX = {
     "tailscale": "Run it on Debian 12/13 or Ubuntu 22.04/24.04",
     "superlink": "needs a supported host (Ubuntu 22.04/24.04, Debian 12/13; this is",
     "supernode": "needs a supported host (Ubuntu 22.04/24.04, Debian 12/13; this is",
+    "monitoring": "needs a supported host (Debian 12/13, Ubuntu 22.04/24.04; this is",
 }
 SHOWN_AS = {"fedora41": "Fedora 41", "debian11": "Debian bullseye"}
 
