@@ -7,10 +7,12 @@ import sys
 
 SECTIONS = {
     "training": "bench.training",
+    "loader": "bench.loader",
     "deployment": "bench.deployment",
     "frontdoor": "bench.frontdoor",
     "transfer": "bench.transfer",
     "transfer-wire": "bench.transfer_wire",
+    "lr-schedule": "bench.lr_schedule",
 }
 
 

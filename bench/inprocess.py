@@ -31,10 +31,19 @@ class InProcessGrid:
         from flwr.supercore.task_identity import TaskIdentity
 
         TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, 1, 0  # the ServerApp's
-        # Node i trains on the synthetic dataset of simulation partition i, as in `make sim`.
+        from zk0.config import FederationSettings
+        from zk0.data.loading import resolve
+
+        # Node i trains on virtual node i's dataset of `sim-datasets` (as in `make sim`), handed
+        # over as the local copy a deployed node would name: these nodes run outside Ray.
+        settings = FederationSettings.from_run_config(config)
         self.contexts = {
             i + 1: Context(
-                run_id=1, node_id=i + 1, node_config={"partition-id": i}, state=RecordDict(), run_config=config
+                run_id=1,
+                node_id=i + 1,
+                node_config={"dataset-uri": f"local:{resolve(settings.sim_dataset_for(i)).local_dir}"},
+                state=RecordDict(),
+                run_config=config,
             )
             for i in range(nodes)
         }

@@ -1,5 +1,6 @@
 """Issue-2 figures: bytes per client per round, client training throughput against a plain
-lerobot loop, and server aggregation peak memory for 2 vs 8 full-size updates."""
+lerobot loop (lerobot's dataset, loader and update_policy; image and video datasets), and
+server aggregation peak memory for 2 vs 8 full-size updates."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
-import torch
 
 MiB = 1024 * 1024
 
@@ -62,20 +62,21 @@ def _zk0_loop(policy, pre, dataset, steps, batch):
 
 
 def _lerobot_loop(policy, pre, dataset, steps, batch):
-    """lerobot's own update_policy, driven as lerobot_train drives it."""
+    """lerobot's own update_policy on lerobot's own dataset and DataLoader, driven as
+    lerobot_train drives it (uint8 video frames to float before the preprocessor)."""
     import itertools
 
     from accelerate import Accelerator
     from lerobot.scripts.lerobot_train import update_policy
     from lerobot.utils.logging_utils import AverageMeter, MetricsTracker
 
+    from .loader import as_float_frames, lerobot_loader
+
     accelerator = Accelerator(cpu=True)
     preset = policy.config.get_optimizer_preset()
     preset.lr = 1e-4
     optimizer = preset.build(policy.get_optim_params())
-    loader = torch.utils.data.DataLoader(
-        dataset, batch_size=batch, shuffle=True, drop_last=True, generator=torch.Generator().manual_seed(0)
-    )
+    loader = lerobot_loader(dataset, batch, num_workers=0)  # zk0's default too (pyproject)
     meters = {
         "loss": AverageMeter("loss"),
         "grad_norm": AverageMeter("grdn"),
@@ -87,32 +88,48 @@ def _lerobot_loop(policy, pre, dataset, steps, batch):
     started = time.perf_counter()
     n = 0
     for raw in itertools.islice(itertools.chain.from_iterable(itertools.repeat(loader)), steps):
-        item = pre(raw)
+        item = pre(as_float_frames(raw, dataset.meta.camera_keys))
         tracker, _ = update_policy(tracker, policy, item, optimizer, preset.grad_clip_norm, accelerator)
         n += len(item["action"])
     return n / (time.perf_counter() - started)
 
 
-def throughput(workdir: Path, meta, steps: int = 30, batch: int = 8, repeats: int = 3) -> None:
+def _video_root(workdir: Path) -> Path:
+    from zk0.data.synthetic import SyntheticDatasetConfig, write_synthetic_dataset
+
+    cfg = SyntheticDatasetConfig.recording(episodes=6, frames_per_episode=40, seed=3)
+    return write_synthetic_dataset(workdir / "ds-video", cfg)
+
+
+def throughput(workdir: Path, steps: int = 30, batch: int = 8, repeats: int = 3) -> None:
+    """zk0's client loop against lerobot's, each on its own dataset and loader, on an image
+    dataset (one camera) and a video one (lerobot-record's two cameras)."""
     from lerobot.datasets.factory import resolve_delta_timestamps
 
-    from zk0.data.loading import open_dataset
+    from zk0.data.loading import open_dataset, open_metadata
     from zk0.model.factory import ModelConfig, build_policy, build_processors
 
+    from .loader import lerobot_dataset
+
     cfg = ModelConfig(model="tiny", device="cpu", cache_dir=workdir / "cache")
-    policy = build_policy(cfg, meta)
-    pre, _ = build_processors(policy.config, meta.stats, "cpu")
-    dataset = open_dataset(f"local:{workdir / 'ds'}", list(range(5)), resolve_delta_timestamps(policy.config, meta))
-    zk0_rates, lerobot_rates = [], []
-    for _ in range(repeats):  # interleaved, so machine noise hits both alike
-        lerobot_rates.append(_lerobot_loop(build_policy(cfg, meta), pre, dataset, steps, batch))
-        zk0_rates.append(_zk0_loop(build_policy(cfg, meta), pre, dataset, steps, batch))
-    zk0_rate, lerobot_rate = statistics.median(zk0_rates), statistics.median(lerobot_rates)
     print(f"\n## Client training throughput (tiny SmolVLA, CPU, batch {batch}, {steps} steps, median of {repeats})")
-    print(f"zk0 client loop (FedProx mu=0.01): {zk0_rate:8.1f} samples/s")
-    print(f"plain lerobot update_policy loop:  {lerobot_rate:8.1f} samples/s")
-    print(f"ratio zk0 / lerobot: {zk0_rate / lerobot_rate:.3f} (target >= 0.95)")
-    del policy
+    for kind, root in (("image", workdir / "ds"), ("video", _video_root(workdir))):
+        meta = open_metadata(f"local:{root}")
+        policy = build_policy(cfg, meta)
+        pre, _ = build_processors(policy.config, meta.stats, "cpu")
+        episodes = list(range(5))
+        ours = open_dataset(f"local:{root}", episodes, resolve_delta_timestamps(policy.config, meta))
+        plain = lerobot_dataset(root, policy.config, episodes)
+        zk0_rates, lerobot_rates = [], []
+        for _ in range(repeats):  # interleaved, so machine noise hits both alike
+            lerobot_rates.append(_lerobot_loop(build_policy(cfg, meta), pre, plain, steps, batch))
+            zk0_rates.append(_zk0_loop(build_policy(cfg, meta), pre, ours, steps, batch))
+        zk0_rate, lerobot_rate = statistics.median(zk0_rates), statistics.median(lerobot_rates)
+        print(f"{kind} dataset ({len(meta.camera_keys)} camera(s)):")
+        print(f"  zk0 client loop (FedProx mu=0.01): {zk0_rate:8.1f} samples/s")
+        print(f"  plain lerobot update_policy loop:  {lerobot_rate:8.1f} samples/s")
+        print(f"  ratio zk0 / lerobot: {zk0_rate / lerobot_rate:.3f} (target >= 0.95)")
+        del policy
 
 
 def aggregation_memory(shapes: OrderedDict, clients: int) -> float:
@@ -143,7 +160,7 @@ def run() -> None:
         workdir = Path(tmp)
         meta = _synthetic_meta(workdir / "ds")
         shapes = weight_bytes(workdir, meta)
-        throughput(workdir, meta)
+        throughput(workdir)
         full = shapes["smolvlm2-500m"]
         size = sum(int(np.prod(s)) * np.dtype(d).itemsize for s, d in full.values())
         print(f"\n## Server aggregation peak memory (full-size trainable set, {size / MiB:.0f} MiB per update)")

@@ -107,10 +107,12 @@ def dataset_synth(
 @dataset_app.command("check")
 def dataset_check(uri: Annotated[str, typer.Argument(help="local:/abs/path or hf:owner/name[@rev]")]) -> None:
     """Check a dataset against the SO-100/101 schema, as a node does before training."""
+    from zk0.data.cameras import map_cameras
     from zk0.data.loading import open_metadata
 
     try:
         meta = open_metadata(uri)
+        cameras = map_cameras(meta.features, uri)  # which camera feeds which image input, or a refusal
     except ValueError as err:  # the dataset's own problems, each named with its fix
         raise _error(str(err)) from None
     except Exception as err:  # never a traceback: its local variables can hold HF_TOKEN
@@ -118,7 +120,10 @@ def dataset_check(uri: Annotated[str, typer.Argument(help="local:/abs/path or hf
         raise _error(
             f"could not check dataset {uri} ({type(err).__name__}: {first}); fix what it names, retry"
         ) from err
-    typer.echo(f"ok: {meta.total_episodes} episodes, {meta.total_frames} frames at {meta.fps} fps")
+    typer.echo(
+        f"ok: {meta.total_episodes} episodes, {meta.total_frames} frames at {meta.fps} fps; "
+        f"cameras {cameras.describe()}"
+    )
 
 
 @dataset_app.command("convert")

@@ -24,6 +24,7 @@ from zk0.federation.transfer import decode_global, encode_update, message_transf
 from zk0.logs import setup_logging
 from zk0.monitoring.node_report import write_train_report
 from zk0.node import NodeTrainer, node_dataset_uri, node_label
+from zk0.simulation import in_virtual_node, virtual_node_dataset_uri
 
 log = logging.getLogger("zk0.client")
 app = ClientApp()
@@ -53,7 +54,10 @@ def _import_and_freeze() -> None:
 def _open(context: Context) -> tuple[NodeTrainer, str]:
     setup_logging()
     settings = FederationSettings.from_run_config(context.run_config)
-    dataset_uri = node_dataset_uri(context.node_config)
+    if in_virtual_node():  # simulation: the run config's sim-datasets say which data
+        dataset_uri = virtual_node_dataset_uri(context.node_config, settings)
+    else:  # a deployed SuperNode: its own node config, real data only
+        dataset_uri = node_dataset_uri(context.node_config)
     precheck(dataset_uri)  # a wrong path fails before seconds of imports
     _import_and_freeze()
     return NodeTrainer(settings, dataset_uri), node_label(dataset_uri)

@@ -14,9 +14,11 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from zk0.data.uri import DatasetURIError, parse_dataset_uri
 from zk0.federation.protocol import TRANSFERS
 from zk0.model.factory import ModelConfig, default_cache_dir
 from zk0.training.local import TrainConfig
+from zk0.training.schedule import COSINE, SCHEDULES, LRSchedule, round_first_step
 
 
 class ConfigError(ValueError):
@@ -58,7 +60,10 @@ class FederationSettings:
     local_steps: int = 20
     batch_size: int = 8
     num_workers: int = 0
-    lr: float = 1e-3
+    lr: float = 1e-3  # the peak when a schedule is on
+    lr_schedule: str = "constant"  # or "cosine": warm-up, then decay over all rounds' steps
+    lr_warmup_steps: int = 0  # global steps (rounds x local steps) of linear warm-up; cosine only
+    lr_min_ratio: float = 0.025  # cosine's floor as a fraction of lr (SmolVLA's preset: 2.5e-6 / 1e-4)
     proximal_mu: float = 0.01
     model: str = "tiny"
     seed: int = 0
@@ -67,6 +72,8 @@ class FederationSettings:
     eval_batches: int = 4
     server_eval_every: int = 1  # 0 = after the last round only
     server_eval_datasets: str = "synthetic:server-eval-a,synthetic:server-eval-b"  # comma-separated URIs
+    # Simulation only: virtual node i trains on entry i mod N of these N comma-separated URIs.
+    sim_datasets: str = "synthetic:sim-0,synthetic:sim-1,synthetic:sim-2,synthetic:sim-3"
     checkpoint_every: int = 1  # 0 = after the last round only
     output_dir: str = "outputs"
     run_name: str = ""
@@ -100,6 +107,26 @@ class FederationSettings:
                 f"run config 'transfer' = {self.transfer!r} should be one of {choices}: "
                 f'set e.g. transfer = "bf16" in --run-config or [tool.flwr.app.config]'
             )
+        self._check_lr_schedule()
+        self._check_sim_datasets()
+
+    def _check_lr_schedule(self) -> None:
+        if self.lr_schedule not in SCHEDULES:
+            choices = ", ".join(repr(s) for s in SCHEDULES)
+            raise ConfigError(
+                f"run config 'lr-schedule' = {self.lr_schedule!r} should be one of {choices}: "
+                f'set e.g. lr-schedule = "cosine" in --run-config or [tool.flwr.app.config]'
+            )
+        if not 0.0 <= self.lr_min_ratio <= 1.0:
+            raise ConfigError(
+                f"run config 'lr-min-ratio' = {self.lr_min_ratio!r} should be a fraction of lr between 0 and 1"
+            )
+        total = self.num_server_rounds * self.local_steps
+        if self.lr_warmup_steps < 0 or (self.lr_schedule == COSINE and self.lr_warmup_steps >= total):
+            raise ConfigError(
+                f"run config 'lr-warmup-steps' = {self.lr_warmup_steps} should be at least 0 and, with the cosine "
+                f"schedule, fewer than the run's {total} steps (num-server-rounds x local-steps)"
+            )
 
     @classmethod
     def from_run_config(cls, run_config: dict[str, Any]) -> FederationSettings:
@@ -113,6 +140,31 @@ class FederationSettings:
             )
         return cls(**{known[key]: value for key, value in run_config.items()})
 
+    def _check_sim_datasets(self) -> None:
+        if not self.sim_dataset_uris:
+            raise ConfigError(
+                "run config 'sim-datasets' is empty: list the simulation's dataset URIs, comma-separated "
+                '(e.g. sim-datasets = "synthetic:sim-0,hf:owner/name"); virtual node i takes entry i mod N'
+            )
+        for uri in self.sim_dataset_uris:
+            try:
+                parse_dataset_uri(uri, synthetic=True)
+            except DatasetURIError as err:
+                raise ConfigError(f"run config 'sim-datasets': {err}") from None
+
+    @property
+    def sim_dataset_uris(self) -> tuple[str, ...]:
+        """`sim-datasets` as a list of dataset URIs (comma-separated, blanks around each ignored)."""
+        return tuple(d.strip() for d in self.sim_datasets.split(",") if d.strip())
+
+    def sim_dataset_for(self, partition_id: int) -> str:
+        """The dataset of simulation partition (virtual node) `partition_id`: entry i mod N, so
+        more virtual nodes than datasets share them in turn, and fewer leave the tail unused."""
+        if isinstance(partition_id, bool) or not isinstance(partition_id, int) or partition_id < 0:
+            raise ConfigError(f"partition id {partition_id!r} should be a whole number >= 0 (Flower's partition-id)")
+        uris = self.sim_dataset_uris
+        return uris[partition_id % len(uris)]
+
     @property
     def eval_datasets(self) -> tuple[str, ...]:
         """`server-eval-datasets` as a list of dataset URIs."""
@@ -124,11 +176,23 @@ class FederationSettings:
     def model_config(self) -> ModelConfig:
         return ModelConfig(model=self.model, seed=self.seed, device=self.device, cache_dir=default_cache_dir())
 
+    def lr_schedule_for_run(self) -> LRSchedule:
+        """The run's one schedule, over `num-server-rounds x local-steps` global steps."""
+        return LRSchedule(
+            kind=self.lr_schedule,
+            total_steps=self.num_server_rounds * self.local_steps,
+            warmup_steps=self.lr_warmup_steps,
+            min_ratio=self.lr_min_ratio,
+        )
+
     def train_config(self, server_round: int, proximal_mu: float) -> TrainConfig:
+        """What round `server_round` (from Flower's `server-round`) trains with."""
         return TrainConfig(
             local_steps=self.local_steps,
             batch_size=self.batch_size,
             lr=self.lr,
+            schedule=self.lr_schedule_for_run() if self.lr_schedule == COSINE else None,
+            first_step=round_first_step(server_round, self.local_steps),
             proximal_mu=proximal_mu,
             seed=self.seed * 100_003 + server_round,
             num_workers=self.num_workers,

@@ -17,8 +17,9 @@ from typing import Any
 import numpy as np
 
 from zk0.config import ConfigError, FederationSettings
+from zk0.data.cameras import CameraMappedDataset, map_cameras
 from zk0.data.loading import open_dataset, open_metadata, split_episodes
-from zk0.data.synthetic import SyntheticDatasetConfig, ensure_synthetic_dataset
+from zk0.data.uri import DatasetURIError, parse_dataset_uri
 from zk0.federation import protocol as wire
 from zk0.model.factory import build_policy, build_processors, default_cache_dir
 from zk0.model.weights import get_trainable_arrays, set_trainable_arrays
@@ -27,24 +28,24 @@ from zk0.training.local import evaluate_loss, train_steps
 
 log = logging.getLogger(__name__)
 
-SIM_DATASET_EPISODES = 8
-
 
 def node_dataset_uri(node_config: dict[str, Any]) -> str:
-    """The node's dataset URI: `dataset-uri` from node config, or in simulation a synthetic
-    dataset generated locally for the virtual node's partition."""
+    """A deployed node's dataset URI: `dataset-uri` from its node config, `local:` or `hf:` only.
+
+    Generated (`synthetic:`) data is refused here: a production node must never train on it
+    unnoticed. Virtual nodes in a simulation take theirs from run config `sim-datasets` instead
+    (zk0.simulation.virtual_node_dataset_uri)."""
     uri = node_config.get("dataset-uri")
-    if uri:
-        return str(uri)
-    if "partition-id" in node_config:
-        pid = int(node_config["partition-id"])
-        root = default_cache_dir() / "sim-datasets" / f"partition-{pid}"
-        ensure_synthetic_dataset(root, SyntheticDatasetConfig(episodes=SIM_DATASET_EPISODES, seed=1000 + pid))
-        return f"local:{root}"
-    raise ConfigError(
-        "node config lacks 'dataset-uri': start the SuperNode with "
-        "--node-config \"dataset-uri='local:/abs/path/to/dataset'\" (or hf:owner/name)"
-    )
+    if not uri:
+        raise ConfigError(
+            "node config lacks 'dataset-uri': start the SuperNode with "
+            "--node-config \"dataset-uri='local:/abs/path/to/dataset'\" (or hf:owner/name)"
+        )
+    try:
+        parse_dataset_uri(str(uri))
+    except DatasetURIError as err:
+        raise ConfigError(f"node config 'dataset-uri': {err}") from None
+    return str(uri)
 
 
 def node_label(dataset_uri: str) -> str:
@@ -67,16 +68,18 @@ class NodeTrainer:
         self.settings = settings
         self.dataset_uri = dataset_uri
         self.meta = open_metadata(dataset_uri)  # schema checked here, before any training
+        self.cameras = map_cameras(self.meta.features, dataset_uri)  # which camera feeds which image input
+        policy_meta = self.cameras.policy_metadata(self.meta)
         model_cfg = settings.model_config()
-        self.policy = build_policy(model_cfg, self.meta)
-        self.preprocessor, _ = build_processors(self.policy.config, self.meta.stats, model_cfg.resolved_device())
+        self.policy = build_policy(model_cfg, policy_meta)
+        self.preprocessor, _ = build_processors(self.policy.config, policy_meta.stats, model_cfg.resolved_device())
         self.split = split_episodes(self.meta.total_episodes, settings.eval_fraction, settings.seed)
         self._delta_timestamps = resolve_delta_timestamps(self.policy.config, self.meta)
 
     def _dataset(self, episodes: list[int]):
         if not episodes:
             raise ValueError("the node's dataset has too few episodes to split into train and eval")
-        return open_dataset(self.dataset_uri, episodes, self._delta_timestamps)
+        return CameraMappedDataset(open_dataset(self.dataset_uri, episodes, self._delta_timestamps), self.cameras)
 
     @cached_property
     def train_dataset(self):
@@ -107,6 +110,7 @@ class NodeTrainer:
             wire.TRAIN_LOSS_END: float(np.mean(losses[-quarter:])),
             wire.SAMPLES_PER_SECOND: result.samples_per_second,
             wire.TRAIN_SECONDS: result.seconds,
+            wire.LEARNING_RATE: float(np.mean(result.lrs)),
         }
         return NodeResult(arrays=get_trainable_arrays(self.policy), metrics=metrics)
 

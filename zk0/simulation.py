@@ -5,6 +5,10 @@ that one installs the app's dependencies into a fresh environment for every run 
 minutes, and online). zk0's environment already has everything, so `zk0 sim start` runs
 that SuperLink itself with `--disable-runtime-dependency-installation` on the port `flwr`
 looks for, and writes the `local-sim` connection; `flwr` then finds it and uses it.
+
+Virtual nodes have no node config of their own beyond Flower's `partition-id`: each takes
+its dataset from run config `sim-datasets` (`virtual_node_dataset_uri`), while a deployed
+SuperNode reads its own `dataset-uri` (zk0.node.node_dataset_uri).
 """
 
 from __future__ import annotations
@@ -13,10 +17,15 @@ import json
 import os
 import signal
 import subprocess
+import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from zk0.deploy.connection import flwr_home, update_connection
 from zk0.deploy.launch import flower_bin, flower_env, start, wait_for_port
+
+if TYPE_CHECKING:  # zk0.config loads torch; the sim CLI commands need none of it
+    from zk0.config import FederationSettings
 
 LOCAL_ADDRESS = ":local:"  # flwr's marker for "the local simulation SuperLink"
 
@@ -24,6 +33,31 @@ LOCAL_ADDRESS = ":local:"  # flwr's marker for "the local simulation SuperLink"
 def local_superlink_port() -> int:
     """The port flwr looks for the local SuperLink on (its variable, its default)."""
     return int(os.environ.get("FLWR_LOCAL_SUPERLINK_HTTP_API_PORT", "39091"))
+
+
+def in_virtual_node() -> bool:
+    """Whether this ClientApp runs as a virtual node of Flower's simulation engine, which runs
+    every virtual node's ClientApp inside a Ray actor; a deployed SuperNode never starts Ray."""
+    ray = sys.modules.get("ray")  # imported by the engine long before any ClientApp runs
+    if ray is None:
+        return False
+    try:
+        return bool(ray.is_initialized() and ray.get_runtime_context().get_actor_id())
+    except Exception:  # noqa: BLE001 - any doubt means "not simulated": the strict path
+        return False
+
+
+def virtual_node_dataset_uri(node_config: dict[str, Any], settings: FederationSettings) -> str:
+    """A virtual node's dataset: entry `partition-id` mod N of run config `sim-datasets`."""
+    from zk0.config import ConfigError
+
+    partition = str(node_config.get("partition-id", ""))
+    if not partition.isdigit():
+        raise ConfigError(
+            f"virtual node has partition-id {node_config.get('partition-id')!r}, not a whole number: "
+            "Flower's simulation engine sets it for every virtual node"
+        )
+    return settings.sim_dataset_for(int(partition))
 
 
 def write_sim_connection(name: str, home: Path | None = None) -> Path:

@@ -116,9 +116,21 @@ def _check_local_layout(path: Path) -> None:
         )
 
 
+def resolve(uri: DatasetURI | str) -> DatasetURI:
+    """`uri` parsed; a `synthetic:` one generated on first use (zk0.data.synthetic, under
+    $ZK0_CACHE_DIR) and given as its local root. Which URIs a node accepts is the caller's rule."""
+    uri = parse_dataset_uri(uri, synthetic=True) if isinstance(uri, str) else uri
+    if uri.synthetic is None:
+        return uri
+    from zk0.data.synthetic import materialize
+    from zk0.model.factory import default_cache_dir
+
+    return DatasetURI(scheme="local", path=materialize(uri.synthetic, default_cache_dir()))
+
+
 def precheck(uri: DatasetURI | str) -> DatasetURI:
     """The checks that need neither lerobot nor torch nor the network: a wrong path fails in milliseconds."""
-    uri = parse_dataset_uri(uri) if isinstance(uri, str) else uri
+    uri = resolve(uri)
     if uri.is_local:
         path = uri.local_dir
         if not path.is_dir():
@@ -241,9 +253,15 @@ def open_dataset(uri: DatasetURI | str, episodes: list[int], delta_timestamps: d
     """The LeRobotDataset restricted to `episodes`, with the policy's time offsets."""
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
-    uri = parse_dataset_uri(uri) if isinstance(uri, str) else uri
+    from zk0.data.frames import needed_offsets, read_by_column
+
+    uri = resolve(uri)
     # zk0 picks the decoder (lerobot would try torchcodec for every dataset, tracebacks and all).
-    options = {"episodes": episodes, "delta_timestamps": delta_timestamps, "video_backend": video_decoder().backend}
+    options = {
+        "episodes": episodes,
+        "delta_timestamps": needed_offsets(delta_timestamps),
+        "video_backend": video_decoder().backend,
+    }
     if uri.is_local:
         root = uri.local_dir
         with _lerobot_errors(str(root)), hub_off():
@@ -252,4 +270,4 @@ def open_dataset(uri: DatasetURI | str, episodes: list[int], delta_timestamps: d
         dataset = LeRobotDataset(uri.repo_id, revision=uri.revision, **options)
     if dataset.meta.video_keys:
         log_video_decoder()
-    return dataset
+    return read_by_column(dataset)  # decodes only the frames the policy reads (zk0.data.frames)

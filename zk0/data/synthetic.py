@@ -12,6 +12,7 @@ with `SyntheticDatasetConfig.recording()`, as a recording made with `lerobot-rec
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import stat
@@ -22,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from zk0.data.schema import ACTION_KEY, CAMERA_PREFIX, SO100_DOF, SO100_JOINTS, STATE_KEY
+from zk0.data.uri import SyntheticSpec
 
 TASKS = ("pick up the red cube", "push the block to the left", "open the gripper and wave")
 
@@ -192,19 +194,22 @@ def ensure_synthetic_dataset(root: Path, cfg: SyntheticDatasetConfig) -> Path:
     return root
 
 
-SYNTHETIC_SCHEME = "synthetic:"
+def synthetic_config(spec: SyntheticSpec) -> SyntheticDatasetConfig:
+    """What a `synthetic:` URI generates: its options over this module's defaults; without a
+    `seed` option, one derived from the name (so `synthetic:a` and `synthetic:b` differ)."""
+    default = SyntheticDatasetConfig()
+    return SyntheticDatasetConfig(
+        seed=spec.seed if spec.seed is not None else int(hashlib.sha256(spec.name.encode()).hexdigest()[:8], 16),
+        episodes=spec.episodes if spec.episodes is not None else default.episodes,
+        frames_per_episode=spec.frames if spec.frames is not None else default.frames_per_episode,
+        video=spec.video if spec.video is not None else default.video,
+        cameras=spec.cameras if spec.cameras is not None else default.cameras,
+    )
 
 
-def materialize_uri(uri: str, cache_dir: Path) -> str:
-    """Turn `synthetic:NAME` (simulation and tests) into a local dataset URI, generating the
-    data once; any other URI is returned unchanged."""
-    import hashlib
-
-    if not uri.startswith(SYNTHETIC_SCHEME):
-        return uri
-    name = uri[len(SYNTHETIC_SCHEME) :]
-    if not name or "/" in name:
-        raise ValueError(f"{uri!r}: give a plain name after 'synthetic:', e.g. synthetic:eval-a")
-    seed = int(hashlib.sha256(name.encode()).hexdigest()[:8], 16)
-    root = ensure_synthetic_dataset(Path(cache_dir) / "synthetic" / name, SyntheticDatasetConfig(seed=seed))
-    return f"local:{root}"
+def materialize(spec: SyntheticSpec, cache_dir: Path) -> Path:
+    """The local root of `spec`'s dataset under `cache_dir`, generated on first use. The folder
+    name carries a digest of the full config: other options never reuse a stale copy."""
+    cfg = synthetic_config(spec)
+    digest = hashlib.sha256(repr(cfg).encode()).hexdigest()[:12]
+    return ensure_synthetic_dataset(Path(cache_dir) / "synthetic" / f"{spec.name}-{digest}", cfg)

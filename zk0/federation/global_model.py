@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from zk0.config import ConfigError, FederationSettings
-from zk0.data.loading import open_dataset, open_metadata
-from zk0.data.synthetic import materialize_uri
+from zk0.data.cameras import CameraMappedDataset, map_cameras
+from zk0.data.loading import open_dataset, open_metadata, resolve
 from zk0.federation.checkpoints import save_checkpoint
 from zk0.model.factory import build_policy, build_processors
 from zk0.model.weights import get_trainable_arrays, set_trainable_arrays
@@ -43,18 +43,19 @@ class GlobalModel:
         self.settings = settings
         model_cfg = settings.model_config()
         self.device = model_cfg.resolved_device()
-        cache = model_cfg.cache_dir
-        uris = [materialize_uri(u, cache) for u in settings.eval_datasets]
+        uris = [resolve(u) for u in settings.eval_datasets]  # a synthetic: one is generated here, once
         metas = [open_metadata(u) for u in uris]
-        self.policy = build_policy(model_cfg, metas[0])
-        delta = resolve_delta_timestamps(self.policy.config, metas[0])
+        cameras = [map_cameras(m.features, name) for m, name in zip(metas, settings.eval_datasets, strict=True)]
+        views = [c.policy_metadata(m) for c, m in zip(cameras, metas, strict=True)]  # the policy's camera names
+        self.policy = build_policy(model_cfg, views[0])
         self.eval_sets = []
-        for name, uri, meta in zip(settings.eval_datasets, uris, metas, strict=True):
-            pre, post = build_processors(self.policy.config, meta.stats, self.device)
-            dataset = open_dataset(uri, list(range(meta.total_episodes)), delta)
+        for name, uri, meta, view, camera_map in zip(settings.eval_datasets, uris, metas, views, cameras, strict=True):
+            pre, post = build_processors(self.policy.config, view.stats, self.device)
+            delta = resolve_delta_timestamps(self.policy.config, meta)  # the dataset's own keys
+            dataset = CameraMappedDataset(open_dataset(uri, list(range(meta.total_episodes)), delta), camera_map)
             self.eval_sets.append(EvalSet(name=name, preprocessor=pre, postprocessor=post, dataset=dataset))
         # Checkpoints carry processors normalising with the eval datasets' pooled statistics.
-        stats = aggregate_stats([m.stats for m in metas]) if len(metas) > 1 else metas[0].stats
+        stats = aggregate_stats([v.stats for v in views]) if len(views) > 1 else views[0].stats
         self.preprocessor, self.postprocessor = build_processors(self.policy.config, stats, self.device)
 
     def initial_arrays(self) -> OrderedDict[str, np.ndarray]:

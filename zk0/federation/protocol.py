@@ -40,6 +40,7 @@ TRAIN_LOSS_START = "train-loss-start"
 TRAIN_LOSS_END = "train-loss-end"
 SAMPLES_PER_SECOND = "samples-per-second"
 TRAIN_SECONDS = "train-seconds"
+LEARNING_RATE = "learning-rate"  # the mean of the round's per-step learning rates (the run's schedule)
 
 # The figures each reply may carry; the server drops any other name.
 EVALUATE_METRICS = frozenset({NUM_EXAMPLES, EVAL_LOSS})
@@ -51,6 +52,7 @@ TRAIN_METRICS = frozenset(
         TRAIN_LOSS_END,
         SAMPLES_PER_SECOND,
         TRAIN_SECONDS,
+        LEARNING_RATE,
         EVAL_LOSS,  # only when asked with EVAL_BEFORE_TRAIN
         EVAL_NUM_EXAMPLES,
     }

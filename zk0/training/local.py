@@ -2,8 +2,16 @@
 
 The loop mirrors lerobot's `update_policy`: the policy's optimizer preset (AdamW, its
 betas, eps and weight decay), gradient clipping at the preset norm, one optimizer step per
-batch. The learning rate is held constant within a round: a fresh warm-up schedule every
-round would keep it near zero for the few local steps a round has.
+batch. The learning rate follows the run's schedule (`zk0.training.schedule`): one schedule
+over all rounds' steps, of which a round trains its own slice (a fresh warm-up every round
+would keep it near zero for the few local steps a round has).
+
+The optimizer is built afresh in every round, so AdamW's moments start empty: the weights
+it would continue from are gone (replaced by the aggregate, a point no node's moments
+describe), a node may sit out rounds (sampling, dropouts) so kept moments would be stale by
+different amounts on different nodes, and keeping them would cost twice the trainable
+weights in node state (800 MB at full size). The schedule's learning rate carries the
+run's progress instead.
 """
 
 from __future__ import annotations
@@ -14,7 +22,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from torch.optim.lr_scheduler import LambdaLR
 from torch.utils.data import DataLoader, Subset
+
+from zk0.training.schedule import LRSchedule
 
 
 @dataclass(frozen=True)
@@ -22,7 +33,9 @@ class TrainConfig:
     # No defaults for the run's knobs: they come from FederationSettings (pyproject's).
     local_steps: int
     batch_size: int
-    lr: float | None = None  # None keeps the policy's preset learning rate
+    lr: float | None = None  # the peak; None keeps the policy's preset learning rate
+    schedule: LRSchedule | None = None  # None: `lr` at every step
+    first_step: int = 0  # the run's global step this call's first step is (see `round_first_step`)
     proximal_mu: float = 0.0
     seed: int = 0
     num_workers: int = 0
@@ -31,6 +44,7 @@ class TrainConfig:
 @dataclass
 class TrainResult:
     losses: list[float] = field(default_factory=list)
+    lrs: list[float] = field(default_factory=list)  # each step's learning rate, read from the optimizer
     num_examples: int = 0
     seconds: float = 0.0
 
@@ -54,8 +68,22 @@ def make_optimizer(policy, lr: float | None):
     return preset.build(policy.get_optim_params()), preset.grad_clip_norm
 
 
-def _loader(dataset, batch_size: int, seed: int, shuffle: bool, num_workers: int) -> DataLoader:
+# Batches each worker keeps ready (torch's own default, chosen here on purpose): throughput
+# comes from more workers; a deeper queue only holds more decoded frames in shared memory
+# (batch 16, two 480x640 cameras as float32: about 120 MB a batch, times workers x this).
+PREFETCH_BATCHES = 2
+
+
+def on_cuda(policy) -> bool:
+    """Whether `policy` trains on a CUDA device (the loader then pins its batches)."""
+    return next(policy.parameters()).device.type == "cuda"
+
+
+def _loader(
+    dataset, batch_size: int, seed: int, shuffle: bool, num_workers: int, pin_memory: bool = False
+) -> DataLoader:
     generator = torch.Generator().manual_seed(seed)
+    workers = num_workers > 0
     return DataLoader(
         dataset,
         batch_size=min(batch_size, len(dataset)),
@@ -63,7 +91,13 @@ def _loader(dataset, batch_size: int, seed: int, shuffle: bool, num_workers: int
         generator=generator,
         drop_last=shuffle,
         num_workers=num_workers,
-        persistent_workers=num_workers > 0,  # the loader is re-iterated for every epoch
+        # Page-locked batches copy to the GPU asynchronously (lerobot's device step uses
+        # non_blocking for CUDA); on a CPU node pinning is only a copy.
+        pin_memory=pin_memory,
+        # Workers live for the round (its one loader is re-iterated for every epoch in it),
+        # not respawned per epoch, and end with it.
+        persistent_workers=workers,
+        prefetch_factor=PREFETCH_BATCHES if workers else None,
     )
 
 
@@ -71,8 +105,12 @@ def train_steps(policy, preprocessor, dataset, cfg: TrainConfig) -> TrainResult:
     """Run `cfg.local_steps` optimizer steps; FedProx anchors on the weights at entry."""
     trainable = [p for p in policy.parameters() if p.requires_grad]
     anchor = [p.detach().clone() for p in trainable] if cfg.proximal_mu > 0 else None
-    optimizer, clip_norm = make_optimizer(policy, cfg.lr)
-    loader = _loader(dataset, cfg.batch_size, cfg.seed, shuffle=True, num_workers=cfg.num_workers)
+    optimizer, clip_norm = make_optimizer(policy, cfg.lr)  # fresh each round: see the module's docstring
+    schedule = cfg.schedule
+    scheduler = LambdaLR(optimizer, lambda i: schedule.factor(cfg.first_step + i)) if schedule else None
+    loader = _loader(
+        dataset, cfg.batch_size, cfg.seed, shuffle=True, num_workers=cfg.num_workers, pin_memory=on_cuda(policy)
+    )
     batches = itertools.chain.from_iterable(itertools.repeat(loader))
 
     torch.manual_seed(cfg.seed)
@@ -87,8 +125,11 @@ def train_steps(policy, preprocessor, dataset, cfg: TrainConfig) -> TrainResult:
             loss = loss + 0.5 * cfg.proximal_mu * proximal_term(trainable, anchor)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(policy.parameters(), clip_norm)
+        result.lrs.append(optimizer.param_groups[0]["lr"])
         optimizer.step()
         optimizer.zero_grad()
+        if scheduler is not None:
+            scheduler.step()
         result.num_examples += len(batch["action"])
     result.seconds = time.perf_counter() - start
     return result
@@ -101,7 +142,7 @@ def evaluate_loss(
     """Mean flow-matching loss over `dataset`; seeded, so the same weights give the same number."""
     policy.eval()
     torch.manual_seed(seed)  # SmolVLA samples noise and time in forward()
-    loader = _loader(dataset, batch_size, seed, shuffle=False, num_workers=num_workers)
+    loader = _loader(dataset, batch_size, seed, shuffle=False, num_workers=num_workers, pin_memory=on_cuda(policy))
     total, count = 0.0, 0
     for raw in itertools.islice(loader, max_batches):
         batch = preprocessor(raw)
