@@ -10,12 +10,13 @@
 # $ZK0BOT_VENV (default ~/.local/share/zk0bot/venv) and links $ZK0BOT_BIN_DIR/zk0bot
 # (default ~/.local/bin), which is what pipx does. Needs Python 3.12 and PyPI access.
 # --light installs zk0 without its declared dependencies and then exactly what zk0bot
-# imports: typer, flwr (enrollment, `flwr run`), ansible and ansible-runner (which runs it);
+# imports: typer, flwr (enrollment, `flwr run`), ansible and ansible-runner (which runs it),
+# prometheus-client (`server status` reads the monitor's metrics);
 # pins as in pyproject.toml and requirements/ops.in (tests/integration/bot/test_install.py
 # checks they agree).
 set -euo pipefail
 
-LIGHT_DEPS=("typer==0.20.1" "flwr==1.42.0" "ansible==14.5.0" "ansible-runner==2.4.3")
+LIGHT_DEPS=("typer==0.20.1" "flwr==1.42.0" "ansible==14.5.0" "ansible-runner==2.4.3" "prometheus-client==0.26.0")
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 light=0
 if [[ "${1:-}" == "--light" ]]; then light=1; shift; fi

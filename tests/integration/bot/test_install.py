@@ -64,6 +64,7 @@ def test_install_script_pins_match_the_project() -> None:
     assert f"ansible=={pins['ansible']}" in (REPO / "requirements" / "ops.in").read_text()
     assert f'"ansible=={pins["ansible"]}"' in project  # the operator extra
     assert f'"ansible-runner=={pins["ansible-runner"]}"' in project  # zk0bot runs Ansible through it
+    assert f'"prometheus-client=={pins["prometheus-client"]}"' in project  # `server status` parses the metrics
 
 
 def test_installed_zk0bot_runs_the_shipped_playbook_and_builds_the_app(wheel: Path, tmp_path: Path) -> None:
