@@ -29,6 +29,8 @@ COMMANDS = [
     ["server", "remove"],
     ["server", "nodes"],
     ["server", "run"],
+    ["server", "backup"],
+    ["server", "restore"],
     ["keys"],
     ["keys", "show"],
     ["keys", "create"],

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from zk0.bot import runs, server, state, tunnel
+from zk0.bot import backup, runs, server, state, tunnel
 from zk0.bot.cli_common import (
     BecomeOpt,
     CheckOpt,
@@ -123,6 +123,62 @@ def server_status(as_json: Annotated[bool, typer.Option("--json")] = False, ask_
             out.print(f"figures: not available ({str(err).splitlines()[0][:200]})", markup=False)
     if not up:
         raise typer.Exit(int(ExitCode.FAILED))
+
+
+@server_app.command("backup")
+@handled
+def server_backup(
+    dest: Annotated[
+        Path | None,
+        typer.Option("--dest", help="Directory for the archive here [default: the state dir's server/backups]."),
+    ] = None,
+    host: HostOpt = "",
+    ssh_port: SshPortOpt = None,
+    ssh_key: SshKeyOpt = None,
+    verbose: VerboseOpt = False,
+    ask_become_pass: BecomeOpt = False,
+) -> None:
+    """Back up the server now (superlink.db by SQLite's online backup, the SuperLink's certificate and key, never
+    ca.key, and the outputs with each run's latest checkpoint) and fetch the archive here; prints its path."""
+    s = backup.target(host, ssh_port, ssh_key)
+    with spinner(f"backup on {s.target.name}", verbose or ask_become_pass) as status:
+        result, archive = backup.backup(s, dest or backup.default_dest(), ask_become_pass, verbose, status)
+    report_playbook(result, False, "server backup")
+    if archive is None:
+        raise BotError("the backup ran but no archive arrived here", f"read the log: {result.log}")
+    err.print(f"{archive.stat().st_size / 2**20:.1f} MiB; a copy stays on the server in its backup directory")
+    out.print(str(archive), markup=False)
+
+
+@server_app.command("restore")
+@handled
+def server_restore(
+    archive: Annotated[Path, typer.Argument(help="A zk0 backup (.tar.gz) from `zk0bot server backup`.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before replacing the server's state.")] = False,
+    host: HostOpt = "",
+    ssh_port: SshPortOpt = None,
+    ssh_key: SshKeyOpt = None,
+    check: CheckOpt = False,
+    verbose: VerboseOpt = False,
+    ask_become_pass: BecomeOpt = False,
+) -> None:
+    """Restore a backup onto the server: stop the stack, put back the database (runs, registered node keys), the
+    SuperLink's certificate and key and the outputs, check the database, start the stack."""
+    manifest = backup.read_manifest(archive)
+    s = backup.target(host, ssh_port, ssh_key)
+    made = f"made {manifest.get('created', '?')} on {manifest.get('host', '?')}"
+    if not (yes or check) and not typer.confirm(
+        f"Replace the SuperLink database and certificate on {s.target.name} with {archive.name} ({made})?"
+    ):
+        raise BotError("restore not confirmed; nothing was changed", "answer y, or pass --yes", ExitCode.FAILED)
+    with spinner(f"restore on {s.target.name}", verbose or ask_become_pass) as status:
+        result = backup.restore(s, archive, check, ask_become_pass, verbose, status)
+    report_playbook(result, check, "server restore")
+    if not check:
+        err.print(
+            f"restored {archive.name} ({made}); now run `zk0bot server start` (it enrolls the listed nodes again "
+            "and renews the certificate for this server's names)"
+        )
 
 
 # `log` is the same command as `logs` (a common slip), kept out of --help.
