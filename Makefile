@@ -104,7 +104,7 @@ demo-down:  ## remove every container, network and volume the lab made (and .lab
 # the newest three sessions' folders under the shared one.
 LAB_BASETEMP ?= /tmp/zk0-test-lab
 test-lab: setup setup-ops image systemd-image lab-tools  ## full-stack test: the lab, site.yml twice, runs, enrollment, a host lost
-	ZK0_LAB_REQUIRED=1 $(PY) -m pytest tests/lab --durations=0 --basetemp=$(LAB_BASETEMP)
+	ZK0_LAB_REQUIRED=1 $(PY) -m pytest tests/lab --durations=0 -rP --basetemp=$(LAB_BASETEMP)  # -rP: the figures the tests print
 
 sim-stop:  ## stop the simulation SuperLink that `make sim` started
 	PATH=$(abspath $(VENV)/bin):$$PATH zk0 sim stop

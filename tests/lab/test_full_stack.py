@@ -4,9 +4,11 @@ In file order (each step builds on the lab state the previous one left):
 1. site.yml converges the three hosts; a second run changes nothing.
 2. A 4-round run across the hosts: two rounds on both clients (the server host's checkpoints
    load with lerobot), then a client host stopped mid-run: the run completes with the other.
-3. A fourth host (air-gapped: the image comes as an archive file) whose key is not enrolled
+3. The server host and a client host rebooted: both stacks come back by themselves.
+4. A fourth host (air-gapped: the image comes as an archive file) whose key is not enrolled
    is refused; adding it to the inventory and re-running server.yml enrolls it, and it
    trains in the next run.
+5. The server's Prometheus recorded it all: rounds, nodes scraped, the lost host's alert.
 """
 
 from __future__ import annotations
@@ -142,25 +144,72 @@ def test_rounds_across_hosts_then_a_client_host_stopped_mid_run(lab: LabConfig, 
     assert any(not np.array_equal(weights["round_2"][n], weights["round_0"][n]) for n in weights["round_0"])
 
 
+def _stack_healthy(lab: LabConfig, host, project: str) -> bool:
+    ps = hosts.ssh(
+        lab,
+        host,
+        f"docker ps -a --filter label=com.docker.compose.project={project} --format '{{{{.Status}}}}'",
+        check=False,
+    )
+    lines = ps.stdout.split("\n") if ps.returncode == 0 else []
+    return bool([ln for ln in lines if ln]) and all("(healthy)" in ln for ln in lines if ln)
+
+
+@pytest.mark.timeout(900)
+def test_rebooted_hosts_bring_their_stacks_back_by_themselves(lab: LabConfig) -> None:
+    """The server host and client-1 restart as machines do (systemd shuts down, Docker stops the
+    containers cleanly, the host boots): no playbook runs, and both stacks come back healthy with
+    the node online again. The next test's run trains on client-1 after this."""
+    rebooted = [lab.server, lab.host("client-1")]
+    started = time.monotonic()
+    for host in rebooted:
+        d.docker("restart", "-t", "60", host.container, timeout=180)
+    hosts.record_host_keys(lab, rebooted)  # waits for SSH; the keys are the same (the disk stayed)
+    came_back: dict[str, float] = {}
+    deadline = time.monotonic() + 420
+    while len(came_back) < len(rebooted):
+        assert time.monotonic() < deadline, f"not back within 420 s: only {came_back}"
+        for host in rebooted:
+            project = "zk0-server" if host.role == "server" else "zk0-client"
+            if host.name not in came_back and _stack_healthy(lab, host, project):
+                came_back[host.name] = time.monotonic() - started
+        time.sleep(3)
+    print(f"\nreboot to healthy stack: {', '.join(f'{n} {s:.0f} s' for n, s in came_back.items())}")
+    with _as_admin(lab):
+        from zk0.deploy import enrollment
+
+        key = enrollment.load_public_key(lab.state_dir / "fetched" / "node-keys" / "client-1.pub")
+        deadline = time.monotonic() + 120
+        while (node := enrollment.find_node(federation.CONNECTION, key)) is None or node.status != "online":
+            assert time.monotonic() < deadline, node
+            time.sleep(3)
+
+
 @pytest.mark.timeout(2400)
 def test_unenrolled_host_refused_until_the_inventory_lists_it(lab: LabConfig, tmp_path: Path) -> None:
     spare = lab.spare
     # The spare host is air-gapped: it gets the image as a `docker save` file, not from the
     # registry (the roles' archive path).
     hosts.add_host(lab, spare, archive=hosts.save_image_archive(lab))
-    extra = tmp_path / "spare.yml"
-    extra.write_text(
-        f"zk0_clients:\n  hosts:\n    {spare.name}:\n      ansible_host: {spare.address}\n"
-        f"      supernode_image: {lab.zk0_image}\n      supernode_image_source: archive\n"
-        f"      supernode_image_archive: {hosts.ARCHIVE_MOUNT}\n"
-        "      supernode_wait_timeout: 150\n"
-    )
+
+    def spare_inventory(path: Path, wait: int) -> Path:
+        path.write_text(
+            f"zk0_clients:\n  hosts:\n    {spare.name}:\n      ansible_host: {spare.address}\n"
+            f"      supernode_image: {lab.zk0_image}\n      supernode_image_source: archive\n"
+            f"      supernode_image_archive: {hosts.ARCHIVE_MOUNT}\n"
+            f"      supernode_wait_timeout: {wait}\n"
+        )
+        return path
+
+    extra = spare_inventory(tmp_path / "spare.yml", 150)
+    # Refused: a node with an unknown key never becomes healthy; a minute shows it.
+    unknown = spare_inventory(tmp_path / "spare-refused.yml", 60)
 
     # The node comes up with a key the SuperLink has never seen: it is refused, and the play
     # says what to do (send the fetched public key to the admin).
     with pytest.raises(LabError) as refused:
         provision.playbook(
-            lab, "client.yml", limit=spare.name, extra_inventory=[extra], echo=False, log_name="spare-refused"
+            lab, "client.yml", limit=spare.name, extra_inventory=[unknown], echo=False, log_name="spare-refused"
         )
     assert "did not become healthy" in str(refused.value), refused.value
     images = hosts.ssh(lab, spare, "docker images --format '{{.Repository}}:{{.Tag}}'").stdout.split()
@@ -189,3 +238,48 @@ def test_unenrolled_host_refused_until_the_inventory_lists_it(lab: LabConfig, tm
         key = enrollment.load_public_key(lab.state_dir / "fetched" / "node-keys" / f"{spare.name}.pub")
         node = enrollment.find_node(federation.CONNECTION, key)
     assert node is not None and node.status == "online", node
+
+
+def _prometheus(lab: LabConfig, path: str) -> dict:
+    """GET Prometheus's HTTP API on the server host (it listens on the host's loopback only)."""
+    url = f"http://127.0.0.1:9090{path}"
+    code = f"import sys,urllib.request as u; sys.stdout.write(u.urlopen('{url}', timeout=20).read().decode())"
+    reply = json.loads(hosts.ssh(lab, lab.server, f'python3 -c "{code}"').stdout)
+    assert reply["status"] == "success", reply
+    return reply["data"]
+
+
+@pytest.mark.timeout(300)
+def test_prometheus_on_the_server_saw_the_rounds_and_the_lost_host(lab: LabConfig) -> None:
+    """What the admin's Prometheus (roles/monitoring, scraping every 5 s here) recorded over the
+    tests above: the round counter moving during the 4-round run, every node that is up scraped
+    on its lab address, and the host powered off mid-run raising ZK0NodeOffline."""
+    health = {
+        (t["labels"]["job"], t["labels"]["node"]): t["health"]
+        for t in _prometheus(lab, "/api/v1/targets")["activeTargets"]
+    }
+    assert health[("zk0-server", "server")] == "up", health
+    for node in ("client-1", lab.spare.name):
+        assert health[("zk0-nodes", node)] == health[("node", node)] == "up", (node, health)
+    assert health[("zk0-nodes", "client-2")] == "down", health
+
+    # The round counter as Prometheus stored it: the 4-round run's series climbs to 4.
+    now = time.time()
+    series = _prometheus(
+        lab, f"/api/v1/query_range?query=zk0_run_last_round&start={now - 3600:.0f}&end={now:.0f}&step=5"
+    )
+    climbs = []
+    for s in series["result"]:
+        values = [int(float(v)) for _, v in s["values"]]
+        if values == sorted(values) and len(set(values)) >= 3:
+            climbs.append((s["metric"].get("run"), sorted(set(values))))
+    assert any(seen[-1] == 4 for _, seen in climbs), series["result"]
+    print(f"\nPrometheus saw the rounds: {climbs}")
+
+    alerts = [
+        (a["labels"]["alertname"], a["labels"].get("node"), a["state"])
+        for a in _prometheus(lab, "/api/v1/alerts")["alerts"]
+    ]
+    assert any(name == "ZK0NodeOffline" and node == "client-2" for name, node, _ in alerts), alerts
+    rules = {r["name"] for g in _prometheus(lab, "/api/v1/rules")["groups"] for r in g["rules"]}
+    assert {"ZK0NodeOffline", "ZK0RoundStalled", "ZK0UpdatesRejected", "ZK0DiskNearlyFull"} <= rules, rules
