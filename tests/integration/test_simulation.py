@@ -122,6 +122,19 @@ def test_two_rounds_then_resume(simulation, tmp_path):
     offline = list((run_dir / "wandb").glob("offline-run-*"))
     assert offline and any(offline[0].rglob("*.wandb"))
 
+    # The run's charts, redrawn each round: rounds.png and, at each server evaluation, one action
+    # chart per eval dataset (recorded vs predicted joints), PNGs of the charts' own size.
+    from PIL import Image
+
+    from zk0.federation.plots import SIZE
+
+    charts = sorted((run_dir / "plots").glob("*.png"))
+    assert (run_dir / "plots" / "rounds.png") in charts, charts
+    assert len([c for c in charts if c.name.startswith("actions-") and c.name.endswith("-round_2.png")]) == 2, charts
+    for chart in charts:
+        with Image.open(chart) as image:
+            assert image.format == "PNG" and image.size == SIZE and chart.stat().st_size > 5_000, chart
+
     # Resume: same run name, one more round; starts at round 3 from round 2's weights.
     resumed = flwr_run(simulation, f"num-server-rounds=3 resume=true {common}")
     round3 = json.loads((run_dir / "metrics" / "round_3.json").read_text())

@@ -177,6 +177,16 @@ def test_an_unreachable_host_is_reported_and_ad_hoc_results_come_per_host(
     assert not list(private_tmp.iterdir())
 
 
+@pytest.fixture
+def terminal_ctrl_c():
+    """Ctrl-C as in a terminal, whatever started the tests: a shell's background job starts with
+    SIGINT ignored, and Python then keeps it ignored instead of raising KeyboardInterrupt."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+@pytest.mark.usefixtures("terminal_ctrl_c")
 def test_ctrl_c_stops_ansible_cleans_up_and_then_interrupts(ansible: Path, tmp_path: Path, private_tmp: Path) -> None:
     inventory = _inventory(tmp_path / "inventory.json", ansible, {"here": {}})
     book = tmp_path / "slow.yml"
