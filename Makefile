@@ -120,7 +120,7 @@ clean:  ## remove build outputs (keeps .venv)
 # --- operator tooling and role tests (Ansible, ansible-lint, Molecule; no torch) ---
 VENV_OPS := .venv-ops
 OPS_BIN  := $(VENV_OPS)/bin
-ROLES    := docker nvidia tailscale superlink supernode monitoring
+ROLES    := superlink supernode nvidia monitoring docker tailscale  # longest Molecule scenario first
 
 .PHONY: setup-ops lock-ops lint-ansible test-roles systemd-image
 
@@ -147,7 +147,11 @@ systemd-image:  ## build the local Debian 13 and 12 systemd images that Molecule
 	pids=""; for suite in $(SYSTEMD_SUITES); do scripts/build-systemd-image.sh $$suite & pids="$$pids $$!"; done; \
 	    for pid in $$pids; do wait $$pid || exit 1; done
 
-test-roles: $(addprefix test-role-,$(ROLES))  ## Molecule test (converge, idempotence, verify) per role; -j3 -O runs them side by side
+# Two scenarios at a time (each mostly waits on its containers and the host's Docker), the
+# longest first; -O prints each scenario's log whole when it ends. ROLES_JOBS=1: one by one.
+ROLES_JOBS ?= 2
+test-roles: setup-ops systemd-image  ## Molecule test (converge, idempotence, verify) of every role, ROLES_JOBS at a time
+	$(MAKE) --no-print-directory -j$(ROLES_JOBS) -O $(addprefix test-role-,$(ROLES))
 
 # superlink and supernode drive the host's Docker (socket mounted into the Molecule instance)
 # and need the zk0 image there (built by `make image` when missing).

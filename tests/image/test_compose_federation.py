@@ -16,7 +16,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from image_helpers import DOCKER, IMAGE, PROXY_IMAGE, ROOT, docker
+from image_helpers import DOCKER, IMAGE, PROXY_IMAGE, ROOT, STACK_ENV, docker
 
 COMPOSE = ROOT / "docker" / "compose"
 RUNTIME_UID = 49999
@@ -41,7 +41,7 @@ def compose(project: str, file: str, env: dict[str, str], *args: str, timeout=30
         capture_output=True,
         text=True,
         timeout=timeout,
-        env={**os.environ, **env},
+        env={**os.environ, **STACK_ENV, **env},
         check=False,
     )
 

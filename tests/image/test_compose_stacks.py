@@ -18,7 +18,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from image_helpers import DOCKER, IMAGE, PROXY_IMAGE, ROOT, docker
+from image_helpers import DOCKER, IMAGE, PROXY_IMAGE, ROOT, STACK_ENV, docker
 
 COMPOSE = ROOT / "docker" / "compose"
 ZK0 = str(ROOT / ".venv" / "bin" / "zk0")
@@ -48,7 +48,7 @@ def compose(project: str, files: list[str], env: dict[str, str], *args: str, tim
         capture_output=True,
         text=True,
         timeout=timeout,
-        env={**os.environ, **env},
+        env={**os.environ, **STACK_ENV, **env},
         check=False,
     )
 

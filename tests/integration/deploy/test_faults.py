@@ -45,8 +45,10 @@ def test_supernode_killed_mid_round_then_rejoins(loopback: Loopback, tmp_path: P
         NUMPY_APP,
         {
             "output-dir": str(out),
-            "num-server-rounds": 6,
-            "min-nodes": 2,
+            "num-server-rounds": 4,
+            # Every round samples all three: once node 2's old session has expired, a round waits
+            # for it to come back instead of finishing with the other two before it is in.
+            "min-nodes": 3,
             "train-seconds": 6.0,
             "fraction-evaluate": 0.0,
             "round-timeout": 40.0,  # the dead node's reply is waited for at most this long
@@ -74,7 +76,7 @@ def test_supernode_killed_mid_round_then_rejoins(loopback: Loopback, tmp_path: P
     info = loopback.wait_finished(run_id, timeout=240)
     assert info["status"] == "finished:completed", loopback.tails()
     rounds = _rounds(out)
-    later = [rounds[str(r)]["train-nodes"] for r in range(2, 7)]
+    later = [rounds[str(r)]["train-nodes"] for r in range(2, 5)]
     assert any(2 in nodes for nodes in later), (rounds, loopback.tails(4000))  # it rejoined a later round
     assert all({0, 1} <= set(nodes) for nodes in later), rounds
 
