@@ -100,7 +100,29 @@ def ensure_registry(cfg: LabConfig) -> None:
             "unless-stopped",
             cfg.registry_image,
         )
-    wait_tcp("127.0.0.1", cfg.registry_push_port, 60, "the lab registry")
+    wait_registry(cfg, 60)
+
+
+def wait_registry(cfg: LabConfig, timeout: float) -> None:
+    """Until the registry answers its API (GET /v2/ -> 200). Docker's port proxy accepts a
+    connection before the registry inside listens, and closes it: a TCP check is not enough."""
+    import urllib.request
+
+    url = f"http://127.0.0.1:{cfg.registry_push_port}/v2/"
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise d.LabError(
+                f"the lab registry at {url} did not answer within {timeout:.0f} s: "
+                f"see `docker logs {cfg.registry_container}`."
+            )
+        time.sleep(0.5)
 
 
 def push_image(cfg: LabConfig) -> bool:

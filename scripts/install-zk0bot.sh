@@ -5,13 +5,16 @@
 #   scripts/install-zk0bot.sh --light    # zk0bot's runtime only: no torch/lerobot (about 0.75 GB instead of 6)
 #   scripts/install-zk0bot.sh --light dist/zk0-<version>-py3-none-any.whl
 #
-# With pipx on PATH it runs `pipx install "<source>[operator]"` (upgrades with --force).
-# Without pipx (Debian forbids `pip install --user` under PEP 668) it makes a private venv in
-# $ZK0BOT_VENV (default ~/.local/share/zk0bot/venv) and links $ZK0BOT_BIN_DIR/zk0bot
-# (default ~/.local/bin), which is what pipx does. Needs Python 3.12 and PyPI access.
+# The full install with pipx on PATH runs `pipx install "<source>[operator]"` (upgrades with
+# --force). Otherwise (no pipx: Debian forbids `pip install --user` under PEP 668), and always
+# with --light, it makes a private venv in $ZK0BOT_VENV (default ~/.local/share/zk0bot/venv)
+# and links $ZK0BOT_BIN_DIR/zk0bot (default ~/.local/bin), which is what pipx does. Needs
+# Python 3.12 and PyPI access.
 # --light installs zk0 without its declared dependencies and then exactly what zk0bot
 # imports: typer, flwr (enrollment, `flwr run`), ansible and ansible-runner (which runs it),
-# prometheus-client (`server status` reads the monitor's metrics);
+# prometheus-client (`server status` reads the monitor's metrics). pipx cannot do that: it
+# reads the metadata of every declared dependency after installing, and stops at the first
+# one `--no-deps` left out ("cannot find package ... metadata", pipx 1.1 to 1.18);
 # pins as in pyproject.toml and requirements/ops.in (tests/integration/bot/test_install.py
 # checks they agree).
 set -euo pipefail
@@ -27,13 +30,8 @@ if [[ -d "$source" && ! -f "$source/pyproject.toml" ]]; then
 fi
 python="${ZK0BOT_PYTHON:-$("$here/find-python.sh")}"
 
-if command -v pipx >/dev/null 2>&1 && [[ -z "${ZK0BOT_VENV:-}" ]]; then
-    if (( light )); then
-        pipx install --force --python "$python" --pip-args="--no-deps --no-warn-conflicts" "$source"
-        pipx inject zk0 "${LIGHT_DEPS[@]}"
-    else
-        pipx install --force --python "$python" "$source[operator]"
-    fi
+if (( ! light )) && command -v pipx >/dev/null 2>&1 && [[ -z "${ZK0BOT_VENV:-}" ]]; then
+    pipx install --force --python "$python" "$source[operator]"
     bin="$(pipx environment --value PIPX_BIN_DIR)"
 else
     venv="${ZK0BOT_VENV:-$HOME/.local/share/zk0bot/venv}"

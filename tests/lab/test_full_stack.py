@@ -5,15 +5,18 @@ In file order (each step builds on the lab state the previous one left):
 2. A 4-round run across the hosts: two rounds on both clients (the server host's checkpoints
    load with lerobot), then a client host stopped mid-run: the run completes with the other.
 3. The server host and a client host rebooted: both stacks come back by themselves.
-4. A fourth host (air-gapped: the image comes as an archive file) whose key is not enrolled
-   is refused; adding it to the inventory and re-running server.yml enrolls it, and it
-   trains in the next run.
+4. A new node operator follows docs/NODE-OPERATORS.md on a fourth host (air-gapped: the image
+   comes as an archive file) with zk0bot installed by scripts/install-zk0bot.sh: the key, a
+   start refused before enrollment, the admin's `zk0bot server enroll`, the node training in
+   the admin's `zk0bot server run`, then status, logs, stop and the admin's `server remove`.
 5. The server's Prometheus recorded it all: rounds, nodes scraped, the lost host's alert.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 import time
@@ -24,8 +27,8 @@ import pytest
 
 from lab import docker as d
 from lab import federation, hosts, provision
-from lab.config import LabConfig
-from lab.docker import LabError
+from lab.config import ROOT, LabConfig
+from zk0.deploy.launch import format_node_config
 
 pytestmark = pytest.mark.slow
 
@@ -185,59 +188,141 @@ def test_rebooted_hosts_bring_their_stacks_back_by_themselves(lab: LabConfig) ->
             time.sleep(3)
 
 
+class _Operator:
+    """A person at their own machine: zk0bot from scripts/install-zk0bot.sh in their HOME, the
+    host's SSH key in ~/.ssh/known_hosts (they connected once), and nothing from this checkout's
+    venvs. Each command's seconds are kept for the test's figures."""
+
+    def __init__(self, home: Path, lab: LabConfig) -> None:
+        (home / ".ssh").mkdir(parents=True, mode=0o700)
+        shutil.copy(lab.known_hosts, home / ".ssh" / "known_hosts")
+        self.home = home
+        self.bot = home / ".local" / "bin" / "zk0bot"
+        self.env = {
+            "HOME": str(home),
+            # Their PATH (Python 3.12 is on it) without this checkout's venvs.
+            "PATH": os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if not p.startswith(str(ROOT))),
+            "LANG": "C.UTF-8",
+            "COLUMNS": "200",
+            "FLWR_TELEMETRY_ENABLED": "0",
+            # This machine's Python 3.12: found here, since pyenv finds it through the real HOME.
+            "ZK0BOT_PYTHON": subprocess.run(
+                [str(ROOT / "scripts" / "find-python.sh")], capture_output=True, text=True, check=True
+            ).stdout.strip(),
+        }
+        self.seconds: dict[str, float] = {}
+
+    def run(self, label: str, argv: list[str], env: dict[str, str] | None = None, timeout: float = 1500):
+        started = time.monotonic()
+        result = subprocess.run(
+            argv, capture_output=True, text=True, env={**self.env, **(env or {})}, timeout=timeout, check=False
+        )
+        self.seconds[label] = time.monotonic() - started
+        return result
+
+    def zk0bot(self, label: str, *args: str, env: dict[str, str] | None = None):
+        return self.run(label, [str(self.bot), *args], env)
+
+
 @pytest.mark.timeout(2400)
-def test_unenrolled_host_refused_until_the_inventory_lists_it(lab: LabConfig, tmp_path: Path) -> None:
+def test_a_new_operator_joins_with_zk0bot(lab: LabConfig, tmp_path: Path) -> None:
+    """docs/NODE-OPERATORS.md as written, on a fresh host (the spare: air-gapped, the image comes
+    as a `docker save` file, the roles' archive path), and the admin's side of it in zk0bot."""
     spare = lab.spare
-    # The spare host is air-gapped: it gets the image as a `docker save` file, not from the
-    # registry (the roles' archive path).
     hosts.add_host(lab, spare, archive=hosts.save_image_archive(lab))
+    operator = _Operator(tmp_path / "operator", lab)
+    installed = operator.run("install (--light)", ["bash", str(ROOT / "scripts" / "install-zk0bot.sh"), "--light"])
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    target = ["--host", f"root@{spare.address}", "--ssh-key", str(lab.ssh_key)]
 
-    def spare_inventory(path: Path, wait: int) -> Path:
-        path.write_text(
-            f"zk0_clients:\n  hosts:\n    {spare.name}:\n      ansible_host: {spare.address}\n"
-            f"      supernode_image: {lab.zk0_image}\n      supernode_image_source: archive\n"
-            f"      supernode_image_archive: {hosts.ARCHIVE_MOUNT}\n"
-            f"      supernode_wait_timeout: {wait}\n"
-        )
-        return path
+    # 1. The key pair, made on the node; the public line goes into the application.
+    made = operator.zk0bot("keys create", "keys", "create", *target)
+    assert made.returncode == 0, made.stdout + made.stderr
+    line = made.stdout.strip().splitlines()[-1]
+    assert line.startswith("ecdsa-sha2-nistp384 "), made.stdout
+    application = tmp_path / "application.pub"
+    application.write_text(line + "\n")
 
-    extra = spare_inventory(tmp_path / "spare.yml", 150)
-    # Refused: a node with an unknown key never becomes healthy; a minute shows it.
-    unknown = spare_inventory(tmp_path / "spare-refused.yml", 60)
-
-    # The node comes up with a key the SuperLink has never seen: it is refused, and the play
-    # says what to do (send the fetched public key to the admin).
-    with pytest.raises(LabError) as refused:
-        provision.playbook(
-            lab, "client.yml", limit=spare.name, extra_inventory=[unknown], echo=False, log_name="spare-refused"
-        )
-    assert "did not become healthy" in str(refused.value), refused.value
+    # 2. Started before the admin enrolled it: refused, and told what to do.
+    start = [
+        "client",
+        "start",
+        *target,
+        "--dataset",
+        f"local:{hosts.DATASET_MOUNT}",
+        "--superlink",
+        lab.superlink_address,
+        "--ca",
+        str(lab.pki_dir / "ca.pem"),
+        "--image",
+        lab.zk0_image,
+        "--image-source",
+        "archive",
+        "--var",
+        f"supernode_image_archive={hosts.ARCHIVE_MOUNT}",
+        "--var",
+        "docker_install_source=distribution",  # Docker's apt repository is not reachable here
+        "--var",
+        "supernode_hf_hub_offline=true",
+        "--var",
+        "supernode_health_interval=5",
+        "--var",
+        "supernode_wait_timeout=60",  # refused: a minute shows it
+    ]
+    refused = operator.zk0bot("client start (not enrolled)", *start)
+    assert refused.returncode != 0, refused.stdout + refused.stderr
+    said = " ".join(refused.stderr.split())  # as printed, wrapped to the terminal's width
+    assert "did not become healthy" in said and f"send {operator.home}" in said, said[-3000:]
     images = hosts.ssh(lab, spare, "docker images --format '{{.Repository}}:{{.Tag}}'").stdout.split()
     assert images == [lab.zk0_image], images  # loaded from the archive; nothing pulled
-    assert "send" in str(refused.value) and f"{spare.name}.pub" in str(refused.value)
-    logs = hosts.ssh(
-        lab,
-        spare,
-        "docker logs $(docker ps -aq --filter label=com.docker.compose.project=zk0-client) 2>&1",
-        check=False,
-    ).stdout
-    assert "Failed to activate" in logs or "not registered" in logs.lower() or "412" in logs, logs[-2000:]
 
-    # Enroll through the inventory: the server play registers every zk0_clients key.
-    provision.playbook(lab, "server.yml", extra_inventory=[extra], echo=False, log_name="spare-enroll")
-    provision.playbook(lab, "client.yml", limit=spare.name, extra_inventory=[extra], echo=False, log_name="spare-joins")
-    result = federation.run(
-        lab, rounds=1, local_steps=4, timeout=900, run_name="spare-joins", **{"round-timeout": 120.0}
+    # 3. The admin enrolls the key from the application (zk0bot on the admin's connection).
+    federation.admin_env(lab)
+    admin = {"FLWR_HOME": str(lab.flwr_home), "ZK0BOT_HOME": str(tmp_path / "admin")}
+    connection = ["--connection", federation.CONNECTION]
+    enrolled = operator.zk0bot(
+        "server enroll", "server", "enroll", str(application), "--name", "spare", *connection, env=admin
     )
-    assert result.status == "finished:completed", result
-    # client-2 is gone: the two trainers are client-1 and the new host.
-    assert _clients_per_round(result) == {1: 2}, result.rounds
-    with _as_admin(lab):
-        from zk0.deploy import enrollment
+    assert enrolled.returncode == 0, enrolled.stdout + enrolled.stderr
 
-        key = enrollment.load_public_key(lab.state_dir / "fetched" / "node-keys" / f"{spare.name}.pub")
-        node = enrollment.find_node(federation.CONNECTION, key)
-    assert node is not None and node.status == "online", node
+    # 4. Started again with the saved settings (and the default wait): it joins, and it trains
+    # in the admin's next run.
+    joined = operator.zk0bot("client start", "client", "start", "--var", "supernode_wait_timeout=300")
+    assert joined.returncode == 0, joined.stdout + joined.stderr
+    status = operator.zk0bot("client status", "client", "status")
+    assert status.returncode == 0 and "healthy" in status.stdout, status.stdout + status.stderr
+    nodes = operator.zk0bot("server nodes", "server", "nodes", "--json", *connection, env=admin)
+    assert nodes.returncode == 0, nodes.stdout + nodes.stderr
+    rows = {r["name"]: r for r in json.loads(nodes.stdout)}
+    assert rows["spare"]["status"] == "online", rows
+    config = federation.run_config(1, 4, "operator-joins", **{"round-timeout": 120.0})
+    ran = operator.zk0bot(
+        "server run",
+        "server",
+        "run",
+        "--app",
+        str(ROOT),
+        "--run-config",
+        format_node_config(config),
+        *connection,
+        env=admin,
+    )
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert "completed after 1 round" in ran.stdout, ran.stdout
+    trained = next(r for r in federation.round_records(lab, "operator-joins") if r["round"] == 1)["train"]["clients"]
+    assert str(rows["spare"]["node_id"]) in trained, trained
+
+    # 5. The operator's day-to-day commands, then the admin removes the node.
+    logs = operator.zk0bot("client logs", "client", "logs", "--tail", "200")
+    assert logs.returncode == 0 and "SuperNode" in logs.stdout, logs.stdout[-2000:] + logs.stderr
+    stopped = operator.zk0bot("client stop", "client", "stop")
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    assert operator.zk0bot("client status (stopped)", "client", "status").returncode == 1
+    removed = operator.zk0bot("server remove", "server", "remove", "spare", *connection, env=admin)
+    assert removed.returncode == 0, removed.stdout + removed.stderr
+    nodes = operator.zk0bot("server nodes (after remove)", "server", "nodes", "--json", *connection, env=admin)
+    assert "spare" not in {r["name"] for r in json.loads(nodes.stdout)}, nodes.stdout
+    print("\nnode operator's path, seconds per step: " + ", ".join(f"{k} {v:.0f}" for k, v in operator.seconds.items()))
 
 
 def _prometheus(lab: LabConfig, path: str) -> dict:
@@ -259,8 +344,7 @@ def test_prometheus_on_the_server_saw_the_rounds_and_the_lost_host(lab: LabConfi
         for t in _prometheus(lab, "/api/v1/targets")["activeTargets"]
     }
     assert health[("zk0-server", "server")] == "up", health
-    for node in ("client-1", lab.spare.name):
-        assert health[("zk0-nodes", node)] == health[("node", node)] == "up", (node, health)
+    assert health[("zk0-nodes", "client-1")] == health[("node", "client-1")] == "up", health
     assert health[("zk0-nodes", "client-2")] == "down", health
 
     # The round counter as Prometheus stored it: the 4-round run's series climbs to 4.
