@@ -9,9 +9,9 @@ from zk0 import __version__ as VERSION  # the package metadata: what `make image
 ROOT = Path(__file__).resolve().parents[2]
 DOCKER = os.environ.get("DOCKER", "/usr/bin/docker")
 IMAGE = os.environ.get("ZK0_IMAGE_REF", f"zk0:{VERSION}")
-# The stacks' health probes every 5 s (ZK0_HEALTH_INTERVAL, 30 s by default): each stack the
+# The stacks' health probes every 10 s (ZK0_HEALTH_INTERVAL, 30 s by default): each stack the
 # tests start is healthy that much sooner.
-STACK_ENV = {"ZK0_HEALTH_INTERVAL": "5s"}
+STACK_ENV = {"ZK0_HEALTH_INTERVAL": "10s"}
 PROXY_IMAGE = os.environ.get("ZK0_PROXY_IMAGE_REF", f"zk0-proxy:{VERSION}")
 
 

@@ -265,7 +265,7 @@ def test_a_new_operator_joins_with_zk0bot(lab: LabConfig, tmp_path: Path) -> Non
         "--var",
         "supernode_hf_hub_offline=true",
         "--var",
-        "supernode_health_interval=5",
+        "supernode_health_interval=10",
         "--var",
         "supernode_wait_timeout=60",  # refused: a minute shows it
     ]
@@ -314,7 +314,8 @@ def test_a_new_operator_joins_with_zk0bot(lab: LabConfig, tmp_path: Path) -> Non
 
     # 5. The operator's day-to-day commands, then the admin removes the node.
     logs = operator.zk0bot("client logs", "client", "logs", "--tail", "200")
-    assert logs.returncode == 0 and "SuperNode" in logs.stdout, logs.stdout[-2000:] + logs.stderr
+    # Compose prefixes each line with the container's name.
+    assert logs.returncode == 0 and "supernode-1" in logs.stdout, logs.stdout[-2000:] + logs.stderr
     stopped = operator.zk0bot("client stop", "client", "stop")
     assert stopped.returncode == 0, stopped.stdout + stopped.stderr
     assert operator.zk0bot("client status (stopped)", "client", "status").returncode == 1
