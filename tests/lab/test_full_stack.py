@@ -246,7 +246,10 @@ def test_a_new_operator_joins_with_zk0bot(lab: LabConfig, tmp_path: Path) -> Non
     operator = _Operator(tmp_path / "operator", lab)
     installed = operator.run("install (--light)", ["bash", str(ROOT / "scripts" / "install-zk0bot.sh"), "--light"])
     assert installed.returncode == 0, installed.stdout + installed.stderr
-    target = ["--host", f"root@{spare.address}", "--ssh-key", str(lab.ssh_key)]
+    # ssh reads known_hosts in the passwd entry's home (root's here), not $HOME: say where the
+    # operator's is, with an ansible_* connection variable (zk0bot saves it for later commands).
+    known = f"ansible_ssh_common_args=-o UserKnownHostsFile={operator.home}/.ssh/known_hosts"
+    target = ["--host", f"root@{spare.address}", "--ssh-key", str(lab.ssh_key), "--var", known]
 
     # 1. The key pair, made on the node; the public line goes into the application.
     made = operator.zk0bot("keys create", "keys", "create", *target)

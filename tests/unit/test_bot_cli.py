@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -119,3 +120,28 @@ def test_version_and_paths(runner: CliRunner) -> None:
     assert runner.invoke(app, ["--version"]).stdout.strip() == f"zk0bot {__version__}"
     paths = runner.invoke(app, ["paths"])
     assert paths.exit_code == 0 and "playbooks: " in paths.stdout and "state: " in paths.stdout
+
+
+def test_status_logs_and_stop_reach_the_host_as_the_start_did(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A saved `--var ansible_ssh_common_args=...` (how to reach the host) reaches the control
+    commands' inventory too; the roles' own variables do not."""
+    import json
+
+    from zk0.bot import client, playbook
+    from zk0.bot.state import save_json
+
+    saved = client.ClientSettings(
+        host="root@10.0.0.5",
+        extra_vars={"ansible_ssh_common_args": "-o UserKnownHostsFile=/k", "supernode_wait_timeout": 60},
+    )
+    save_json(client.settings_path(tmp_path), dataclasses.asdict(saved))
+    seen = {}
+
+    def fake_run_remote(inventory: Path, argv: list[str], chdir: str, **_: object) -> dict:
+        seen.update(json.loads(inventory.read_text()))
+        return {"10.0.0.5": {"rc": 0, "stdout": ""}}
+
+    monkeypatch.setattr(playbook, "run_remote", fake_run_remote)
+    client.control("status", base=tmp_path)
+    group_vars = seen["all"]["children"][client.GROUP]["vars"]
+    assert group_vars == {"ansible_ssh_common_args": "-o UserKnownHostsFile=/k"}

@@ -214,7 +214,9 @@ def control(action: str, base: Path | None = None, tail: int = 100, ask_become_p
             ExitCode.NOT_CONFIGURED,
         )
     side = side_dir("client", base)
-    inventory = playbook.write_inventory(side / "control-inventory.json", GROUP, s.target, {})
+    inventory = playbook.write_inventory(
+        side / "control-inventory.json", GROUP, s.target, playbook.connection_vars(s.extra_vars)
+    )
     results = playbook.run_remote(
         inventory, compose_argv(s, action, tail), s.config_dir, ask_become_pass=ask_become_pass
     )

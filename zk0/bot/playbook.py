@@ -246,6 +246,12 @@ def parse_vars(pairs: list[str], playbook: str | None = None) -> dict[str, objec
     return out
 
 
+def connection_vars(extra_vars: dict[str, object]) -> dict[str, object]:
+    """The ``ansible_*`` values among saved ``--var`` ones: how to reach the host (SSH options, a
+    user, an interpreter), which the status, logs and stop commands need as much as a start."""
+    return {name: value for name, value in extra_vars.items() if name.startswith("ansible_")}
+
+
 def write_inventory(path: Path, group: str, target: Target, group_vars: dict[str, object]) -> Path:
     inventory = {"all": {"children": {group: {"hosts": {target.name: target.host_vars()}, "vars": group_vars}}}}
     write_private(path, json.dumps(inventory, indent=2, sort_keys=True) + "\n")

@@ -192,7 +192,9 @@ def control(action: str, base: Path | None = None, tail: int = 100, ask_become_p
         "logs": [*compose, "logs", "--no-color", "--tail", str(tail)],  # every service: ServerApps log in superexec
         "metrics": [*compose, "exec", "-T", "monitor", "python", "-c", headline.SCRAPE_CODE],
     }[action]
-    inventory = playbook.write_inventory(side_dir("server", base) / "control-inventory.json", GROUP, s.target, {})
+    inventory = playbook.write_inventory(
+        side_dir("server", base) / "control-inventory.json", GROUP, s.target, playbook.connection_vars(s.extra_vars)
+    )
     return playbook.run_remote(inventory, argv, s.config_dir, ask_become_pass=ask_become_pass)[s.target.name]
 
 
