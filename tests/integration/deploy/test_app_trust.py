@@ -92,7 +92,7 @@ def fed(tmp_path: Path, creds: Credentials, tmp_path_factory: pytest.TempPathFac
         loopback.close()
 
 
-@pytest.mark.timeout(420)
+@pytest.mark.timeout(900)  # about 4 min alone; CI runs it beside the image build and the lab push
 def test_a_node_refuses_an_app_it_does_not_trust_before_any_of_its_code_runs(
     fed: Loopback, release_fab: bytes, release_hashes: dict[str, str], tmp_path: Path
 ) -> None:
@@ -128,7 +128,7 @@ def test_a_node_refuses_an_app_it_does_not_trust_before_any_of_its_code_runs(
     # The modified app: only the node that trusts it trains; the other one refuses it.
     out = tmp_path / "outputs"
     run_id = fed.submit(modified, {**RUN, "min-nodes": 1, "output-dir": str(out), "run-name": "modified"})
-    info = fed.wait_finished(run_id, timeout=240)
+    info = fed.wait_finished(run_id, timeout=360)
     assert info["status"] == "finished:completed", fed.tails()
     train = json.loads((out / "modified" / "metrics" / "round_1.json").read_text())["train"]
     assert len(train["clients"]) == 1 and train["failed"] == 1, train
@@ -144,7 +144,7 @@ def test_a_node_refuses_an_app_it_does_not_trust_before_any_of_its_code_runs(
 
     # The release app right after: the strict node is still up and trains it.
     run_id = fed.submit(release, {**RUN, "min-nodes": 2, "output-dir": str(out), "run-name": "release"})
-    info = fed.wait_finished(run_id, timeout=240)
+    info = fed.wait_finished(run_id, timeout=360)
     assert info["status"] == "finished:completed", fed.tails()
     train = json.loads((out / "release" / "metrics" / "round_1.json").read_text())["train"]
     assert len(train["clients"]) == 2 and train["failed"] == 0, train
