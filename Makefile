@@ -32,11 +32,13 @@ lock:  ## re-resolve requirements/lock.txt from pyproject.toml
 	    --python-platform x86_64-manylinux_2_28 -o requirements/lock.txt
 
 # A+B runs A and B side by side, A,B+C runs A then B beside C (scripts/test-tiers.sh). The
-# simulation tiers run alone (Ray's start-up is what a busy CPU breaks); the image builds and
-# the lab's registry push (downloads, disk) run beside the loopback deployment tests; the image
-# tests and Molecule beside the lab (both mostly wait on Docker: pulls, loads, health checks).
+# simulation tiers run alone (Ray's start-up is what a busy CPU breaks). Then two lanes of
+# about an hour's work each: the loopback deployment tests, the image tests and Molecule; beside
+# them the image build, the lab's registry push and the lab (the longest tier: it starts as soon
+# as its images are in the registry). Most of the second lane waits on Docker (pulls, loads,
+# health checks), not on the CPU.
 TIERS := lint test-unit test-integration coverage-report \
-    test-deploy+image,systemd-image,lab-prepare test-image,test-roles+test-lab
+    systemd-image,test-deploy,test-image,test-roles+image,lab-prepare,test-lab
 test:  ## every test tier in order (what CI runs), with each tier's seconds at the end
 	scripts/test-tiers.sh $(TIERS)
 

@@ -1,6 +1,7 @@
-"""Learning-rate schedule (`lr-schedule`): a tiny in-process federation with a constant rate
-and with the cosine schedule over all rounds' steps, same seeds otherwise, and the
-server-eval loss each gives; the rates the nodes report per round show they agree."""
+"""Learning-rate schedule (`lr-schedule`, `plateau-patience`): a tiny in-process federation with
+a constant rate, with the cosine schedule over all rounds' steps and with the server's
+reduce-on-plateau, same seeds otherwise, and the server-eval loss each gives; the rates the
+nodes report per round show they agree."""
 
 from __future__ import annotations
 
@@ -27,6 +28,8 @@ FEDERATION: dict[str, Any] = {  # the tiny federation: pyproject defaults otherw
 RUNS: dict[str, dict[str, Any]] = {
     "constant": {"lr-schedule": "constant"},
     "cosine": {"lr-schedule": "cosine", "lr-warmup-steps": 5},  # half a round; floor: pyproject's
+    # Constant, but the server halves lr (and doubles mu) after an evaluation without a new best.
+    "plateau": {"lr-schedule": "constant", "plateau-patience": 1},
 }
 
 

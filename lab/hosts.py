@@ -8,6 +8,7 @@ their private dataset bind-mounted read-only at /srv/zk0/dataset, like a robot's
 
 from __future__ import annotations
 
+import concurrent.futures
 import ipaddress
 import shutil
 import socket
@@ -181,19 +182,28 @@ def ensure_dataset(cfg: LabConfig, host: LabHost) -> Path:
     return root
 
 
+def image_archive(cfg: LabConfig) -> Path | None:
+    """The `docker save` file of the zk0 image when it holds the image built now, else None."""
+    archive = cfg.state_dir / "images" / "zk0.tar"
+    marker = archive.with_suffix(".id")
+    image_id = d.docker("image", "inspect", "-f", "{{.Id}}", cfg.zk0_image, check=False).stdout.strip()
+    if image_id and archive.exists() and marker.exists() and marker.read_text().strip() == image_id:
+        return archive
+    return None
+
+
 def save_image_archive(cfg: LabConfig) -> Path:
     """`docker save` of the zk0 image for an air-gapped host (superlink/supernode_image_source: archive)."""
+    if (current := image_archive(cfg)) is not None:
+        return current
     archive = cfg.state_dir / "images" / "zk0.tar"
     archive.parent.mkdir(parents=True, exist_ok=True)
-    # The archive is reused only while it holds the image that is built now.
     image_id = d.docker("image", "inspect", "-f", "{{.Id}}", cfg.zk0_image).stdout.strip()
-    marker = archive.with_suffix(".id")
-    if not archive.exists() or not marker.exists() or marker.read_text().strip() != image_id:
-        partial = archive.with_suffix(".tar.partial")
-        d.docker("save", "-o", str(partial), cfg.zk0_image, timeout=1800)
-        partial.chmod(0o644)
-        partial.rename(archive)
-        marker.write_text(image_id + "\n")
+    partial = archive.with_suffix(".tar.partial")
+    d.docker("save", "-o", str(partial), cfg.zk0_image, timeout=1800)
+    partial.chmod(0o644)
+    partial.rename(archive)
+    archive.with_suffix(".id").write_text(image_id + "\n")
     return archive
 
 
@@ -325,16 +335,23 @@ def prepare(cfg: LabConfig, archive: bool = False) -> None:
     build_images(cfg)
     ensure_network(cfg)
     ensure_registry(cfg)
-    started = time.monotonic()
-    pushed = push_image(cfg)
-    print(
-        f"lab: registry {cfg.registry_address}:{cfg.registry_port} has {cfg.zk0_image}"
-        f" ({'pushed in %.0f s' % (time.monotonic() - started) if pushed else 'already there'})"
-    )
-    if archive:
+    # The push (gzip, one core) and the archive (`docker save`, mostly disk) side by side.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
         started = time.monotonic()
-        path = save_image_archive(cfg)
-        print(f"lab: image archive {path} ({time.monotonic() - started:.0f} s)")
+        saving = pool.submit(_timed, save_image_archive, cfg) if archive else None
+        pushed = push_image(cfg)
+        print(
+            f"lab: registry {cfg.registry_address}:{cfg.registry_port} has {cfg.zk0_image}"
+            f" ({'pushed in %.0f s' % (time.monotonic() - started) if pushed else 'already there'})"
+        )
+        if saving is not None:
+            path, seconds = saving.result()
+            print(f"lab: image archive {path} ({seconds:.0f} s, beside the push)")
+
+
+def _timed(fn, *args):
+    started = time.monotonic()
+    return fn(*args), time.monotonic() - started
 
 
 def up(cfg: LabConfig, with_spare: bool = False) -> list[LabHost]:

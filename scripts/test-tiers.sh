@@ -2,7 +2,7 @@
 # Run the test tiers in order (make targets), stop at the first that fails, and print each
 # tier's seconds at the end: the figures the CI budget is managed with (docs/DEVELOPMENT.md).
 #
-#   scripts/test-tiers.sh lint test-unit ... test-roles+test-lab      (what `make test` runs)
+#   scripts/test-tiers.sh lint test-unit ... a,b+c,test-lab      (what `make test` runs: TIERS)
 #
 # A tier written A+B runs A and B side by side (A,B+C: A then B, beside C): for tiers that
 # mostly wait on Docker, image pulls and health checks (Molecule, the lab), not for those that

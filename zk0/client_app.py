@@ -88,18 +88,28 @@ def _guarded(work):
     return wrapper
 
 
+def _train_settings(config: ConfigRecord) -> tuple[int, float, float]:
+    """The round, FedProx's mu and the plateau's lr scale from a train message, checked before
+    any work: a server's message is input like any other."""
+    server_round, proximal_mu = config[wire.SERVER_ROUND], config.get(wire.PROXIMAL_MU, 0.0)
+    lr_scale = config.get(wire.LR_SCALE, 1.0)
+    if not isinstance(server_round, int) or not isinstance(proximal_mu, int | float):
+        raise ValueError(f"{wire.SERVER_ROUND} must be an integer and {wire.PROXIMAL_MU} a number")
+    if isinstance(lr_scale, bool) or not isinstance(lr_scale, int | float) or not 0.0 < lr_scale <= 1.0:
+        raise ValueError(f"{wire.LR_SCALE} must be a number in (0, 1], not {lr_scale!r}")
+    return server_round, float(proximal_mu), float(lr_scale)
+
+
 @app.train()
 @_guarded
 def train(msg: Message, context: Context) -> Message:
-    trainer, label = _open(context)
     config = msg.content.config_records[wire.CONFIG]
-    server_round, proximal_mu = config[wire.SERVER_ROUND], config.get(wire.PROXIMAL_MU, 0.0)
-    if not isinstance(server_round, int) or not isinstance(proximal_mu, int | float):
-        raise ValueError(f"{wire.SERVER_ROUND} must be an integer and {wire.PROXIMAL_MU} a number")
+    server_round, proximal_mu, lr_scale = _train_settings(config)
+    trainer, label = _open(context)
     evaluate_first = bool(config.get(wire.EVAL_BEFORE_TRAIN, False))
     transfer = message_transfer(config, trainer.settings.transfer)
     received = decode_global(msg.content.array_records[wire.ARRAYS], transfer)  # float32: the reference of the update
-    result = trainer.train(received, server_round, float(proximal_mu), evaluate_first)
+    result = trainer.train(received, server_round, proximal_mu, evaluate_first, lr_scale)
     assert result.arrays is not None  # training always returns its weights
     arrays = inject_fault(result.arrays, str(context.node_config.get("fault-injection", "")))
     log.info(

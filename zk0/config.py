@@ -65,6 +65,9 @@ class FederationSettings:
     lr_warmup_steps: int = 0  # global steps (rounds x local steps) of linear warm-up; cosine only
     lr_min_ratio: float = 0.025  # cosine's floor as a fraction of lr (SmolVLA's preset: 2.5e-6 / 1e-4)
     proximal_mu: float = 0.01
+    plateau_patience: int = 0  # server evaluations without a new best before lr and mu change; 0 = off
+    plateau_lr_factor: float = 0.5  # lr x this on a plateau (not below lr x lr-min-ratio)
+    plateau_mu_factor: float = 2.0  # proximal-mu x this on a plateau
     model: str = "tiny"
     seed: int = 0
     device: str = "auto"
@@ -120,6 +123,12 @@ class FederationSettings:
         if not 0.0 <= self.lr_min_ratio <= 1.0:
             raise ConfigError(
                 f"run config 'lr-min-ratio' = {self.lr_min_ratio!r} should be a fraction of lr between 0 and 1"
+            )
+        if self.plateau_patience < 0 or not 0.0 < self.plateau_lr_factor <= 1.0 or self.plateau_mu_factor < 1.0:
+            raise ConfigError(
+                f"run config plateau-patience = {self.plateau_patience}, plateau-lr-factor = "
+                f"{self.plateau_lr_factor!r}, plateau-mu-factor = {self.plateau_mu_factor!r}: the patience should be "
+                "at least 0 (0 = off), the lr factor in (0, 1] and the mu factor at least 1, e.g. 2, 0.5 and 2.0"
             )
         total = self.num_server_rounds * self.local_steps
         if self.lr_warmup_steps < 0 or (self.lr_schedule == COSINE and self.lr_warmup_steps >= total):
@@ -185,12 +194,13 @@ class FederationSettings:
             min_ratio=self.lr_min_ratio,
         )
 
-    def train_config(self, server_round: int, proximal_mu: float) -> TrainConfig:
-        """What round `server_round` (from Flower's `server-round`) trains with."""
+    def train_config(self, server_round: int, proximal_mu: float, lr_scale: float = 1.0) -> TrainConfig:
+        """What round `server_round` (from Flower's `server-round`) trains with; `lr_scale` is
+        the server's plateau adjustment (`lr-scale`)."""
         return TrainConfig(
             local_steps=self.local_steps,
             batch_size=self.batch_size,
-            lr=self.lr,
+            lr=self.lr * lr_scale,
             schedule=self.lr_schedule_for_run() if self.lr_schedule == COSINE else None,
             first_step=round_first_step(server_round, self.local_steps),
             proximal_mu=proximal_mu,

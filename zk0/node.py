@@ -90,7 +90,12 @@ class NodeTrainer:
         return self._dataset(self.split.eval)
 
     def train(
-        self, arrays: dict[str, np.ndarray], server_round: int, proximal_mu: float, evaluate_first: bool = False
+        self,
+        arrays: dict[str, np.ndarray],
+        server_round: int,
+        proximal_mu: float,
+        evaluate_first: bool = False,
+        lr_scale: float = 1.0,
     ) -> NodeResult:
         metrics: dict[str, float] = {}
         if evaluate_first and self.split.eval:  # no held-out episodes: train anyway, unscored
@@ -99,7 +104,7 @@ class NodeTrainer:
             scored = self.evaluate(arrays).metrics
             metrics = {wire.EVAL_LOSS: scored[wire.EVAL_LOSS], wire.EVAL_NUM_EXAMPLES: scored[wire.NUM_EXAMPLES]}
         set_trainable_arrays(self.policy, arrays)
-        cfg = self.settings.train_config(server_round, proximal_mu)
+        cfg = self.settings.train_config(server_round, proximal_mu, lr_scale)
         result = train_steps(self.policy, self.preprocessor, self.train_dataset, cfg)
         losses = result.losses
         quarter = max(1, len(losses) // 4)  # single steps are noisy: compare quarter means

@@ -20,7 +20,9 @@ from zk0.federation import protocol as wire
 from zk0.federation.checkpoints import latest_checkpoint, load_trainable
 from zk0.federation.global_model import GlobalModel
 from zk0.federation.hub import push_checkpoint
-from zk0.federation.metrics import RoundRecorder
+from zk0.federation.metrics import RoundRecorder, read_round_record
+from zk0.federation.plateau import RECORD_KEY as PLATEAU
+from zk0.federation.plateau import Plateau
 from zk0.federation.plots import RunPlots
 from zk0.federation.replies import stream_replies
 from zk0.federation.rounds import RoundPlan, StepClock
@@ -41,9 +43,11 @@ def main(grid: Grid, context: Context) -> None:
     run_dir = settings.run_dir()
     model = GlobalModel(settings)
     arrays, first_round = model.initial_arrays(), 1
+    plateau = Plateau.from_settings(settings)  # lr and mu after a stall (off unless plateau-patience)
     if settings.resume and (latest := latest_checkpoint(run_dir)):
         done, checkpoint = latest
         arrays, first_round = load_trainable(checkpoint, list(arrays)), done + 1
+        plateau.restore(read_round_record(run_dir, done))
         log.info("resuming %s after round %d from %s", run_dir.name, done, checkpoint)
     strategy = ValidatedFedProx(
         fraction_train=settings.fraction_train,
@@ -78,7 +82,8 @@ def main(grid: Grid, context: Context) -> None:
         # Train: nodes score the global weights on their held-out episodes, then train from
         # them; updates are validated and averaged. One message (one process) per node.
         sent = encode_global(arrays, settings.transfer)  # and what nodes decode: their updates' reference
-        train_config = sent.config({wire.EVAL_BEFORE_TRAIN: True})
+        train_config = sent.config({wire.EVAL_BEFORE_TRAIN: True, wire.LR_SCALE: plateau.lr_scale})
+        strategy.proximal_mu = plateau.mu  # FedProx sends it as proximal-mu
         messages = strategy.configure_train(server_round, sent.record, train_config, grid)
         replies = stream_replies(grid, messages, settings.round_timeout)
         arrays, train_report = strategy.aggregate_stream(server_round, replies, arrays, sent.received)
@@ -102,7 +107,16 @@ def main(grid: Grid, context: Context) -> None:
             clock.lap("evaluate-messages")
         if plan.server_eval(server_round):
             record["server-eval"] = model.evaluate(arrays)
+            if plateau.observe(record["server-eval"]["mean"]):
+                log.info(
+                    "round %d: no new best server-eval loss in %d evaluations: lr x %g, proximal-mu %g from now on",
+                    server_round,
+                    plateau.patience,
+                    plateau.lr_scale,
+                    plateau.mu,
+                )
             clock.lap("server-eval")
+        record[PLATEAU] = plateau.state()
         if plan.checkpoint(server_round):
             record["checkpoint"] = str(model.save(run_dir, server_round, arrays, {"run": run_dir.name}))
             clock.lap("checkpoint")

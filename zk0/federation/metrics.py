@@ -25,7 +25,8 @@ class RoundRecorder:
     """Collects what happened in a round and writes it out when the round closes."""
 
     def __init__(self, run_dir: Path, run_name: str, project: str, config: dict[str, Any]) -> None:
-        self.metrics_dir = Path(run_dir) / "metrics"
+        self.run_dir = Path(run_dir)
+        self.metrics_dir = round_record_path(run_dir, 0).parent
         self.metrics_dir.mkdir(parents=True, exist_ok=True)
         self._wandb = None
         mode: Any = wandb_mode()  # WANDB_MODE as given (wandb checks the value; its type is narrower)
@@ -44,7 +45,7 @@ class RoundRecorder:
             )
 
     def write(self, server_round: int, record: dict[str, Any]) -> Path:
-        path = self.metrics_dir / f"round_{server_round}.json"
+        path = round_record_path(self.run_dir, server_round)
         tmp = path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps({"round": server_round, **record}, indent=2, sort_keys=True))
         tmp.replace(path)
@@ -63,6 +64,18 @@ class RoundRecorder:
         if self._wandb is not None:
             self._wandb.finish()
             self._wandb = None
+
+
+def round_record_path(run_dir: Path, server_round: int) -> Path:
+    return Path(run_dir) / "metrics" / f"round_{server_round}.json"
+
+
+def read_round_record(run_dir: Path, server_round: int) -> dict[str, Any]:
+    """Round `server_round`'s record as RoundRecorder wrote it; {} when there is none."""
+    try:
+        return json.loads(round_record_path(run_dir, server_round).read_text())
+    except FileNotFoundError:
+        return {}
 
 
 def _flatten(record: dict[str, Any], prefix: str = "") -> dict[str, float]:

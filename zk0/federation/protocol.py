@@ -20,6 +20,7 @@ SCALES = "scales"  # ArrayRecord, node -> server in int8-delta runs: float32 sca
 SERVER_ROUND = "server-round"  # set by Flower's configure_train / configure_evaluate
 PROXIMAL_MU = "proximal-mu"  # set by Flower's FedProx.configure_train
 EVAL_BEFORE_TRAIN = "eval-before-train"  # score the received weights before training
+LR_SCALE = "lr-scale"  # the server's plateau scale of the run's learning rate, in (0, 1]
 TRANSFER = "transfer"  # how ARRAYS (and SCALES) are encoded, both ways: one of TRANSFERS
 
 # Values of TRANSFER (the run config's `transfer`; zk0.federation.transfer encodes them).
