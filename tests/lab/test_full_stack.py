@@ -394,7 +394,7 @@ def test_a_backup_restores_onto_a_server_that_lost_its_state(lab: LabConfig, tmp
     `server backup` fetches an archive; the server then loses its state (the stack's volumes
     removed and the stack started again on empty ones, as the role leaves a fresh host: the
     same host, since a new one would add a 7 GB image pull that proves nothing about restore;
-    the client host paused meanwhile, as a node whose server name does not point there yet);
+    the client's SuperNode stopped meanwhile, as its operator would);
     `server restore` puts it back: client-1 reconnects with its existing key, and the 4-round
     run resumes after its last checkpoint."""
     env = {
@@ -427,11 +427,11 @@ def test_a_backup_restores_onto_a_server_that_lost_its_state(lab: LabConfig, tmp
     archive = Path(made.stdout.strip().splitlines()[-1])
     assert archive.is_file() and archive.stat().st_mode & 0o777 == 0o600, archive
 
-    # The nodes reach the server again only once its state is back, as SERVER-OPERATORS.md has
-    # it (point the name at the new host after the restore): a node that Flower 1.42's SuperLink
-    # refuses as unknown stops its heartbeat and stays unhealthy until restarted.
-    node_host = lab.host("client-1")
-    d.docker("pause", node_host.container)
+    # The node is stopped until the server's state is back and started again after (its
+    # operator's `zk0bot client stop|start`): Flower 1.42's SuperNode that meets an empty
+    # database (401) or loses the server for minutes stays unhealthy until restarted.
+    node = "docker {} zk0-client-supernode-1"
+    hosts.ssh(lab, lab.host("client-1"), node.format("stop"), timeout=120)
     try:
         # The state is lost: a stack on empty volumes knows neither the runs nor the node keys.
         compose = "cd /etc/zk0/server && docker compose -f compose.yml --env-file server.env"
@@ -448,7 +448,7 @@ def test_a_backup_restores_onto_a_server_that_lost_its_state(lab: LabConfig, tmp
         restored = zk0bot("server restore", "server", "restore", str(archive), "--yes", *target)
         assert restored.returncode == 0, restored.stdout + restored.stderr
     finally:
-        d.docker("unpause", node_host.container)
+        hosts.ssh(lab, lab.host("client-1"), node.format("start"), timeout=120)
     with _as_admin(lab):
         from zk0.deploy import enrollment
 
