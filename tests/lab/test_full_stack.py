@@ -11,7 +11,8 @@ In file order (each step builds on the lab state the previous one left):
    the admin's `zk0bot server run`, then status, logs, stop and the admin's `server remove`.
 5. The server's Prometheus recorded it all: rounds, nodes scraped, the lost host's alert.
 6. The admin's `zk0bot server backup`, the server's state lost, `zk0bot server restore`: the
-   node reconnects with its key and the 4-round run resumes after its last checkpoint.
+   node, refused by the empty database meanwhile, is restarted by Docker and reconnects with
+   its key; the 4-round run resumes after its last checkpoint.
 """
 
 from __future__ import annotations
@@ -393,10 +394,11 @@ def test_a_backup_restores_onto_a_server_that_lost_its_state(lab: LabConfig, tmp
     """SERVER-OPERATORS.md's backup and its move to a fresh server, by the admin's zk0bot:
     `server backup` fetches an archive; the server then loses its state (the stack's volumes
     removed and the stack started again on empty ones, as the role leaves a fresh host: the
-    same host, since a new one would add a 7 GB image pull that proves nothing about restore;
-    the client's SuperNode stopped meanwhile, as its operator would);
-    `server restore` puts it back: client-1 reconnects with its existing key, and the 4-round
-    run resumes after its last checkpoint."""
+    same host, since a new one would add a 7 GB image pull that proves nothing about restore);
+    `server restore` puts it back. client-1 is left running throughout, as an operator who
+    heard nothing would: refused by the empty database its SuperNode exits, Docker restarts it
+    until the restore brings its key back, and it reconnects by itself; the 4-round run resumes
+    after its last checkpoint."""
     env = {
         **os.environ,
         "ZK0BOT_HOME": str(tmp_path / "admin"),
@@ -427,28 +429,28 @@ def test_a_backup_restores_onto_a_server_that_lost_its_state(lab: LabConfig, tmp
     archive = Path(made.stdout.strip().splitlines()[-1])
     assert archive.is_file() and archive.stat().st_mode & 0o777 == 0o600, archive
 
-    # The node is stopped until the server's state is back and started again after (its
-    # operator's `zk0bot client stop|start`): Flower 1.42's SuperNode that meets an empty
-    # database (401) or loses the server for minutes stays unhealthy until restarted.
-    node = "docker {} zk0-client-supernode-1"
-    hosts.ssh(lab, lab.host("client-1"), node.format("stop"), timeout=120)
-    try:
-        # The state is lost: a stack on empty volumes knows neither the runs nor the node keys.
-        compose = "cd /etc/zk0/server && docker compose -f compose.yml --env-file server.env"
-        started = time.monotonic()
-        hosts.ssh(lab, lab.server, f"{compose} down --volumes && {compose} up --detach --wait", timeout=600)
-        seconds["stack on empty volumes"] = time.monotonic() - started
-        assert federation.round_records(lab, name) == []
-        with _as_admin(lab):
-            from zk0.deploy import enrollment
+    restarts = "docker inspect --format '{{.RestartCount}}' zk0-client-supernode-1"
+    restarted_before = int(hosts.ssh(lab, lab.host("client-1"), restarts).stdout)
+    # The state is lost: a stack on empty volumes knows neither the runs nor the node keys.
+    compose = "cd /etc/zk0/server && docker compose -f compose.yml --env-file server.env"
+    started = time.monotonic()
+    hosts.ssh(lab, lab.server, f"{compose} down --volumes && {compose} up --detach --wait", timeout=600)
+    seconds["stack on empty volumes"] = time.monotonic() - started
+    assert federation.round_records(lab, name) == []
+    with _as_admin(lab):
+        from zk0.deploy import enrollment
 
-            client_1 = enrollment.load_public_key(lab.state_dir / "fetched" / "node-keys" / "client-1.pub")
-            assert enrollment.find_node(federation.CONNECTION, client_1) is None
+        client_1 = enrollment.load_public_key(lab.state_dir / "fetched" / "node-keys" / "client-1.pub")
+        assert enrollment.find_node(federation.CONNECTION, client_1) is None
+    # The node meets the empty database: refused, its SuperNode exits and Docker restarts it.
+    started, deadline = time.monotonic(), time.monotonic() + 240
+    while int(hosts.ssh(lab, lab.host("client-1"), restarts).stdout) == restarted_before:
+        assert time.monotonic() < deadline, "client-1's SuperNode, refused by the empty database, did not exit"
+        time.sleep(3)
+    seconds["client-1 refused and restarted"] = time.monotonic() - started
 
-        restored = zk0bot("server restore", "server", "restore", str(archive), "--yes", *target)
-        assert restored.returncode == 0, restored.stdout + restored.stderr
-    finally:
-        hosts.ssh(lab, lab.host("client-1"), node.format("start"), timeout=120)
+    restored = zk0bot("server restore", "server", "restore", str(archive), "--yes", *target)
+    assert restored.returncode == 0, restored.stdout + restored.stderr
     with _as_admin(lab):
         from zk0.deploy import enrollment
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import threading
 import types
 
 import pytest
@@ -129,3 +131,58 @@ def test_a_malformed_superlink_address_or_port_stops_the_launcher_with_the_rule(
         with pytest.raises(UsageError, match=says):
             runtime_api_address(args)
     assert runtime_api_address(["--superlink", "link.example.org:8000", "--port", "9095"]) == "127.0.0.1:9095"
+
+
+def _exited() -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+    proc.wait()
+    return proc
+
+
+def test_runtime_api_retries_end_once_the_supernode_has_exited() -> None:
+    import httpx
+    from flwr.supercore.retry import make_simple_http_retry_invoker
+
+    calls: list[int] = []
+
+    def unreachable() -> str:
+        calls.append(1)
+        if len(calls) == 1:
+            raise httpx.ConnectError("connection refused")
+        return "answered"
+
+    # While the SuperNode runs, Flower's retries stand (its API may be restarting) ...
+    running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        invoker = launcher.retry_while_running(make_simple_http_retry_invoker(), running, threading.Event())
+        assert invoker.invoke(unreachable) == "answered" and len(calls) == 2
+    finally:
+        running.kill()
+        running.wait()
+    # ... once it has exited, its API is gone for good: the first failure is the last.
+    calls.clear()
+    invoker = launcher.retry_while_running(make_simple_http_retry_invoker(), _exited(), threading.Event())
+    with pytest.raises(httpx.ConnectError):
+        invoker.invoke(unreachable)
+    assert len(calls) == 1
+
+
+def test_a_supernode_that_exits_during_the_warm_up_is_not_kept_waiting_for_it(tmp_path) -> None:
+    (tmp_path / "zk0_slow_import.py").write_text("import time\ntime.sleep(30)\n")
+    code = (
+        "import subprocess, sys, threading\n"
+        "from zk0.supernode import launcher\n"
+        "from zk0.supernode.pool import PoolConfig, WarmClientAppPool\n"
+        "pool = WarmClientAppPool(PoolConfig(preload=('zk0_slow_import',)))\n"
+        "refused = subprocess.Popen([sys.executable, '-c', 'raise SystemExit(3)'])\n"
+        "warm = launcher.warm_up_while_running(pool, refused, threading.Event())\n"
+        "print('warm' if warm else 'gone', refused.returncode, pool.ready)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    out, err = tmp_path / "out", tmp_path / "err"  # files: the fork server, still importing, holds pipes open
+    with out.open("w") as stdout, err.open("w") as stderr:
+        status = subprocess.run(
+            [sys.executable, "-c", code], stdout=stdout, stderr=stderr, env=env, timeout=60, check=False
+        )
+    assert status.returncode == 0, err.read_text()
+    assert out.read_text().split() == ["gone", "3", "False"]

@@ -31,6 +31,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from zk0.deploy.launch import flower_bin
 from zk0.monitoring import node_metrics
@@ -38,6 +39,9 @@ from zk0.monitoring.node_metrics import MetricsAddressError, NodeMetrics
 
 from . import trust
 from .pool import PoolConfig, WarmClientAppPool
+
+if TYPE_CHECKING:
+    from flwr.supercore.retry import RetryInvoker
 
 log = logging.getLogger("zk0.supernode")
 
@@ -141,7 +145,7 @@ def serve(
             # as flower-superexec signs it; the ClientApps it forks use their task tokens
             SuperExecAuthHttpInterceptor(master_secret=secret, protected_methods={ACQUIRE_TASK}),
         ],
-        retry_invoker=make_simple_http_retry_invoker(),
+        retry_invoker=retry_while_running(make_simple_http_retry_invoker(), supernode, stopping),
     )
     plugin = AutoExecPlugin(
         runtime_api_address=address,
@@ -168,6 +172,48 @@ def serve(
             time.sleep(interval)
     finally:
         client.close()
+
+
+def retry_while_running(invoker: RetryInvoker, supernode: subprocess.Popen, stopping: threading.Event) -> RetryInvoker:
+    """Flower's retries, which never give up, given up once the SuperNode has exited.
+
+    Its Runtime API goes with it, so retrying would keep this process (and the container)
+    alive and unhealthy after the SuperNode stopped, e.g. when the SuperLink answered 401
+    for a removed node, and the restart policy would never act.
+    """
+    flowers = invoker.should_giveup
+
+    def give_up(err: Exception) -> bool:
+        if supernode.poll() is not None or stopping.is_set():
+            return True
+        return flowers(err) if flowers is not None else False
+
+    invoker.should_giveup = give_up
+    return invoker
+
+
+def warm_up_while_running(pool: WarmClientAppPool, supernode: subprocess.Popen, stopping: threading.Event) -> bool:
+    """Warm the pool while the SuperNode connects; False if it exits (or we are stopped) first.
+
+    The imports take a minute on a busy host: a refused SuperNode's exit must not wait for them.
+    """
+    failed: list[Exception] = []
+
+    def warm() -> None:
+        try:
+            pool.warm_up()
+        except Exception as err:  # noqa: BLE001 (raised again in the caller's thread)
+            failed.append(err)
+
+    thread = threading.Thread(target=warm, name="zk0-pool-warm-up", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        if supernode.poll() is not None or stopping.is_set():
+            return False
+        thread.join(0.2)
+    if failed:
+        raise failed[0]
+    return True
 
 
 def _setup_logging() -> None:
@@ -244,8 +290,8 @@ def _run(
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     try:
-        pool.warm_up()  # while the SuperNode connects and authenticates
-        serve(supernode, address, pool, interval, stopping, secret)
+        if warm_up_while_running(pool, supernode, stopping):
+            serve(supernode, address, pool, interval, stopping, secret)
     except Exception as err:  # noqa: BLE001 (a broken pool must not leave a SuperNode that runs nothing)
         log.error("zk0-supernode stops: %s", err)
         if supernode.poll() is None:

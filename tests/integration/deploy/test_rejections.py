@@ -137,3 +137,19 @@ def test_enrollment_commands_are_idempotent(link: Loopback, monkeypatch: pytest.
     # Flower keeps an unregistered key reserved: registering it again fails and says what to do.
     code, out = zk0("node", "register", str(key.public_key), *conn)
     assert code == 1 and "new key pair" in out, out
+
+
+@pytest.mark.timeout(480)
+def test_a_node_the_admin_removes_stops_so_its_restart_policy_can_act(link: Loopback) -> None:
+    # The SuperLink answers a removed (or, after a lost database, unknown) node with 401 and
+    # Flower's SuperNode stops. zk0-supernode must stop with it: a wrapper left retrying the
+    # vanished Runtime API keeps the container up and unhealthy, and Docker never restarts it.
+    key = link.creds.node("removed")
+    assert link.register(key).changed
+    proc = link.start_node("removed", link.node_spec(key, {"node-tag": 6}))
+    link.wait_ready("removed", timeout=300)
+    with link.as_admin():
+        assert enrollment.unregister(str(key.public_key), CONNECTION).changed
+    _exit_code(proc, 120)
+    assert "SuperNode terminated gracefully" in proc.output()
+    assert "SuperNode exited with" in proc.output()
